@@ -1,0 +1,144 @@
+"""The ``loadgen`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from loadgen import __version__
+from loadgen.errors import LoadgenError, UsageProblem
+from loadgen.feeds import FEED_NAMES
+from loadgen.producer import AUTH_MODES, FRAME_TYPES
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="loadgen")
+def main() -> None:
+    """Load generator and send-to-fire latency benchmark for Cloacina graphs."""
+
+
+@main.command()
+@click.option(
+    "--host",
+    default=None,
+    help="Base URL of a Cloacina server, e.g. http://127.0.0.1:8080 "
+    "[default: start the reference server on a free loopback port]",
+)
+@click.option(
+    "--token",
+    default=lambda: os.environ.get("TOKEN", ""),
+    show_default="$TOKEN",
+    help="API key; with no --host a fresh key is generated when none is given.",
+)
+@click.option("--users", default=10, show_default=True, help="Producer connections.")
+@click.option(
+    "--rate",
+    default=1000.0,
+    show_default=True,
+    help="Total target send rate in events per second, split evenly across users.",
+)
+@click.option(
+    "--duration", default=10.0, show_default=True, help="Length of the load in seconds."
+)
+@click.option("--accumulator", default="orderbook", show_default=True)
+@click.option(
+    "--graph",
+    default="price_signal",
+    show_default=True,
+    help="Graph whose fire count is polled.",
+)
+@click.option(
+    "--feed",
+    default="sine",
+    show_default=True,
+    help=f"Event source: {', '.join(FEED_NAMES)} (CSV or JSON Lines).",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(AUTH_MODES),
+    default="header",
+    show_default=True,
+    help="Send the key as Authorization: Bearer (header) or as ?token= (query).",
+)
+@click.option(
+    "--frame", type=click.Choice(FRAME_TYPES), default="binary", show_default=True
+)
+@click.option(
+    "--poll-interval-ms",
+    default=2.0,
+    show_default=True,
+    help="Pause between fire-count polls in ms; it is the latency resolution.",
+)
+@click.option(
+    "--probe-interval-ms",
+    default=100.0,
+    show_default=True,
+    help="Pause between latency probes in ms.",
+)
+@click.option(
+    "--spawn-rate",
+    default=None,
+    type=float,
+    help="Users started per second [default: all at once].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Report path [default: reports/run-<UTC time>.json].",
+)
+def run(**options) -> None:
+    """Send orderbook events and measure send-to-fire latency."""
+    from loadgen.report import render_summary
+    from loadgen.runner import RunConfig, run_load
+
+    config = RunConfig(
+        host=options["host"],
+        token=options["token"],
+        users=options["users"],
+        rate_per_s=options["rate"],
+        duration_s=options["duration"],
+        accumulator=options["accumulator"],
+        graph=options["graph"],
+        feed=options["feed"],
+        auth=options["auth"],
+        frame=options["frame"],
+        poll_interval_ms=options["poll_interval_ms"],
+        probe_interval_ms=options["probe_interval_ms"],
+        spawn_rate=options["spawn_rate"],
+        output=options["output"],
+    )
+    if config.host is not None and not config.token:
+        _fail(UsageProblem("missing API key: export TOKEN=<key> or pass --token"))
+    try:
+        result = run_load(config)
+    except LoadgenError as error:
+        _fail(error)
+    click.echo(render_summary(result.report))
+    click.echo(f"report written to {result.path}")
+    if result.exit_code:
+        click.echo(f"error: {result.report['outcome']['error']}", err=True)
+    sys.exit(result.exit_code)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def serve(context: click.Context) -> None:
+    """Start the reference server (options: loadgen serve --help)."""
+    from reference_server.cli import main as serve_main
+
+    sys.exit(serve_main(context.args))
+
+
+def _fail(error: LoadgenError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2 if isinstance(error, UsageProblem) else 1)

@@ -1,0 +1,89 @@
+"""The reference server started as a child process for ``loadgen run``.
+
+It runs in its own process rather than a thread: Locust's gevent patches
+threading in this process, and a shared GIL would let the generator slow the
+server it measures.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+
+from loadgen.errors import ConnectionProblem
+
+__all__ = ["EmbeddedServer"]
+
+READY_PREFIX = "reference server listening on "
+START_TIMEOUT_S = 20.0
+
+
+class EmbeddedServer:
+    """A reference server on a free loopback port with a fresh admin key."""
+
+    def __init__(self, extra_args: tuple[str, ...] = ()) -> None:
+        self.token = "clk_" + secrets.token_urlsafe(32)
+        self.base_url = ""
+        self._extra_args = extra_args
+        self._process: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(
+            prefix="loadgen-reference-server-", suffix=".log", delete=False
+        )
+
+    @property
+    def log_path(self) -> str:
+        return self._log.name
+
+    def start(self) -> str:
+        """Start the server and return its base URL once it listens.
+
+        Raises:
+            ConnectionProblem: the server exited or did not listen in time.
+        """
+        env = dict(os.environ, TOKEN=self.token, PYTHONUNBUFFERED="1")
+        command = [
+            sys.executable,
+            "-m",
+            "reference_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self._extra_args,
+        ]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = self._process.stdout.readline()
+            if not line:
+                break
+            if line.startswith(READY_PREFIX):
+                self.base_url = line[len(READY_PREFIX) :].strip()
+                return self.base_url
+        self.stop()
+        raise ConnectionProblem(
+            f"the embedded reference server did not start: see {self.log_path}",
+            kind="server_start",
+        )
+
+    def stop(self) -> None:
+        """Stop the server with SIGTERM, then SIGKILL after 5 s."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._process = None
+        self._log.close()

@@ -1,0 +1,78 @@
+"""HDR latency histograms in microseconds.
+
+Locust keeps response times in whole milliseconds rounded to two significant
+digits. These histograms keep three significant digits from 1 us to 1 hour, and
+they encode losslessly (HdrHistogram's compressed base64 form) so that runs can
+be stored in a report and merged later.
+"""
+
+from __future__ import annotations
+
+from hdrh.histogram import HdrHistogram
+
+__all__ = ["LatencyHistogram", "SUMMARY_PERCENTILES"]
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_DIGITS = 3
+
+SUMMARY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+"""Percentiles printed in summaries and stored in reports."""
+
+
+class LatencyHistogram:
+    """A latency histogram with values in microseconds (1 us to 1 hour, 3 digits)."""
+
+    def __init__(self, hdr: HdrHistogram | None = None) -> None:
+        self._hdr = hdr or HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self.overflow_count = 0
+        """Samples above 1 hour, which are clamped to 1 hour when recorded."""
+
+    def record_us(self, latency_us: float) -> None:
+        """Record one latency; values below 1 us count as 1 us."""
+        value = max(LOWEST_US, round(latency_us))
+        if value > HIGHEST_US:
+            self.overflow_count += 1
+            value = HIGHEST_US
+        self._hdr.record_value(value)
+
+    @property
+    def count(self) -> int:
+        return self._hdr.get_total_count()
+
+    def value_at_percentile(self, percentile: float) -> int:
+        return self._hdr.get_value_at_percentile(percentile)
+
+    def add(self, other: LatencyHistogram) -> None:
+        """Add another histogram's samples to this one."""
+        self._hdr.add(other._hdr)
+        self.overflow_count += other.overflow_count
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Return count, min, mean, max and the summary percentiles in microseconds.
+
+        An empty histogram gives ``None`` for every statistic, so that a report
+        never shows a zero latency that was not measured.
+        """
+        keys = [f"p{p:g}".replace(".", "_") for p in SUMMARY_PERCENTILES]
+        if self.count == 0:
+            empty: dict[str, float | int | None] = {"count": 0}
+            empty.update(dict.fromkeys(["min", "mean", *keys, "max"]))
+            return empty
+        summary: dict[str, float | int | None] = {
+            "count": self.count,
+            "min": self._hdr.get_min_value(),
+            "mean": round(self._hdr.get_mean_value(), 1),
+        }
+        for key, percentile in zip(keys, SUMMARY_PERCENTILES, strict=True):
+            summary[key] = self.value_at_percentile(percentile)
+        summary["max"] = self._hdr.get_max_value()
+        return summary
+
+    def encode(self) -> str:
+        """Return the compressed base64 form that HdrHistogram tools read."""
+        return self._hdr.encode().decode("ascii")
+
+    @classmethod
+    def decode(cls, encoded: str) -> LatencyHistogram:
+        return cls(HdrHistogram.decode(encoded))

@@ -1,0 +1,246 @@
+"""The Locust adapter: an orderbook producer user and the latency probe.
+
+Importing this module registers its command-line options and event listeners on
+Locust's global event hooks, so a locustfile only needs to import ``OrderbookUser``.
+Each user keeps one persistent connection and paces its own events at
+``--rate-per-user``; the probe runs once per process beside the users.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+from locust import User, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadgen.counters import RunCounters
+from loadgen.encoding import encode_quotes
+from loadgen.endpoints import normalize_base_url
+from loadgen.errors import ConnectionProblem, LoadgenError
+from loadgen.feeds import make_feed
+from loadgen.health import HealthClient
+from loadgen.pacing import ConstantRateSchedule
+from loadgen.probe import LatencyProbe
+from loadgen.producer import Producer
+from loadgen.settings import LoadSettings, add_locust_options, settings_from_options
+
+__all__ = ["OrderbookUser", "LoadgenState", "state_of"]
+
+logger = logging.getLogger(__name__)
+
+FATAL_KINDS = frozenset({"unauthorized", "forbidden", "unknown_accumulator", "usage"})
+"""Errors that retrying cannot fix; ``loadgen run`` stops at the first one."""
+
+RECONNECT_PAUSE_S = 1.0
+MIN_SLEEP_S = 0.001
+
+
+class LoadgenState:
+    """Per-process run state kept on the Locust environment."""
+
+    def __init__(self) -> None:
+        self.counters = RunCounters()
+        self.probe: LatencyProbe | None = None
+        self.probe_greenlet: gevent.Greenlet | None = None
+        self.fatal_error: LoadgenError | None = None
+        """The first error that retrying cannot fix, if any."""
+        self.logged_kinds: set[str] = set()
+        self.next_user_index = 0
+
+    def report_error(self, error: LoadgenError) -> None:
+        """Log each kind of error once and keep the first fatal one."""
+        if error.kind in FATAL_KINDS and self.fatal_error is None:
+            self.fatal_error = error
+        if error.kind not in self.logged_kinds:
+            self.logged_kinds.add(error.kind)
+            logger.error("%s", error)
+
+
+def state_of(environment) -> LoadgenState:
+    """Return the environment's run state, creating it on first use."""
+    state = getattr(environment, "loadgen_state", None)
+    if state is None:
+        state = LoadgenState()
+        environment.loadgen_state = state
+    return state
+
+
+class OrderbookUser(User):
+    """A producer with one persistent connection and a constant per-user rate."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.state = state_of(self.environment)
+        self.settings = settings_from_options(self.environment.parsed_options)
+        self.base_url = normalize_base_url(self.host or "http://127.0.0.1:8080")
+        index = self.state.next_user_index
+        self.state.next_user_index += 1
+        self.feed = make_feed(self.settings.feed, seed=index, offset=index * 1000)
+        self.producer = self._make_producer()
+        self.schedule = ConstantRateSchedule(
+            self.settings.rate_per_user, time.perf_counter()
+        )
+        self.next_connect_s = 0.0
+        self.request_name = f"send {self.settings.accumulator}"
+
+    def on_stop(self) -> None:
+        self.producer.close()
+
+    @task
+    def send_due_events(self) -> None:
+        """Send every event that is due, then sleep until the next one."""
+        now = time.perf_counter()
+        due = self.schedule.take_due(now)
+        if not self.producer.connected and not self._connect(now):
+            self.state.counters.record_failed("not_connected", due)
+        elif due:
+            self._send_batch(due)
+        gevent.sleep(
+            max(MIN_SLEEP_S, self.schedule.seconds_until_next(time.perf_counter()))
+        )
+
+    def _make_producer(self) -> Producer:
+        return Producer(
+            self.base_url,
+            self.settings.accumulator,
+            self.settings.token,
+            auth=self.settings.auth,
+            frame=self.settings.frame,
+        )
+
+    def _connect(self, now: float) -> bool:
+        if now < self.next_connect_s:
+            return False
+        fire = self.environment.events.request.fire
+        try:
+            connect_s = self.producer.connect()
+        except ConnectionProblem as error:
+            self.next_connect_s = now + RECONNECT_PAUSE_S
+            self.state.counters.connect_failures_by_kind[error.kind] += 1
+            self.state.report_error(error)
+            fire(
+                request_type="WS",
+                name="connect",
+                response_time=0,
+                response_length=0,
+                exception=error,
+                context={},
+            )
+            return False
+        self.state.counters.connects += 1
+        fire(
+            request_type="WS",
+            name="connect",
+            response_time=connect_s * 1000,
+            response_length=0,
+            exception=None,
+            context={},
+        )
+        return True
+
+    def _send_batch(self, count: int) -> None:
+        fire = self.environment.events.request.fire
+        counters = self.state.counters
+        payloads = encode_quotes(self.feed.next_batch(count))
+        for position, payload in enumerate(payloads):
+            started = time.perf_counter()
+            try:
+                self.producer.send(payload)
+            except ConnectionProblem as error:
+                unsent = count - position
+                counters.record_failed(error.kind, unsent)
+                self.state.report_error(error)
+                self.next_connect_s = time.perf_counter() + RECONNECT_PAUSE_S
+                fire(
+                    request_type="WS",
+                    name=self.request_name,
+                    response_time=0,
+                    response_length=0,
+                    exception=error,
+                    context={},
+                )
+                return
+            counters.record_sent(1, len(payload))
+            fire(
+                request_type="WS",
+                name=self.request_name,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=len(payload),
+                exception=None,
+                context={},
+            )
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser, **_kwargs) -> None:
+    add_locust_options(parser)
+
+
+@events.test_start.add_listener
+def _start_probe(environment, **_kwargs) -> None:
+    """Start the latency probe once per process, on no master and one worker."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return
+    if isinstance(runner, WorkerRunner) and runner.worker_index != 0:
+        return
+    settings = settings_from_options(environment.parsed_options)
+    state = state_of(environment)
+    if not settings.probe or state.probe_greenlet is not None:
+        return
+    state.probe_greenlet = gevent.spawn(_run_probe, environment, settings, state)
+
+
+@events.test_stop.add_listener
+def _stop_probe(environment, **_kwargs) -> None:
+    state = state_of(environment)
+    if state.probe is not None:
+        state.probe.stop()
+    if state.probe_greenlet is not None:
+        state.probe_greenlet.join(timeout=10)
+        state.probe_greenlet = None
+
+
+def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None:
+    base_url = normalize_base_url(environment.host or "http://127.0.0.1:8080")
+    producer = Producer(
+        base_url,
+        settings.accumulator,
+        settings.token,
+        auth=settings.auth,
+        frame=settings.frame,
+    )
+    health = HealthClient(base_url, settings.token)
+
+    def publish(latency_us: float) -> None:
+        environment.events.request.fire(
+            request_type="FIRE",
+            name="send-to-fire (probe)",
+            response_time=latency_us / 1000,
+            response_length=0,
+            exception=None,
+            context={},
+        )
+
+    try:
+        producer.connect()
+        state.probe = LatencyProbe(
+            producer,
+            health,
+            settings.graph,
+            make_feed(settings.feed, seed=1_000_003),
+            poll_interval_s=settings.poll_interval_ms / 1000,
+            probe_interval_s=settings.probe_interval_ms / 1000,
+            on_sample=publish,
+        )
+        state.probe.run()
+        if state.probe.error is not None:
+            state.report_error(state.probe.error)
+    except LoadgenError as error:
+        state.report_error(error)
+    finally:
+        producer.close()
+        health.close()

@@ -1,0 +1,136 @@
+"""Producer settings shared by the Locust user, the probe and ``loadgen run``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from loadgen.errors import UsageProblem
+from loadgen.feeds import FEED_NAMES
+from loadgen.producer import AUTH_MODES, FRAME_TYPES
+
+__all__ = ["LoadSettings", "add_locust_options", "settings_from_options"]
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What each producer sends, where, and how the probe measures."""
+
+    token: str
+    accumulator: str = "orderbook"
+    graph: str = "price_signal"
+    feed: str = "sine"
+    rate_per_user: float = 10.0
+    auth: str = "header"
+    frame: str = "binary"
+    poll_interval_ms: float = 2.0
+    probe_interval_ms: float = 100.0
+    probe: bool = True
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print the key.
+        return (
+            f"LoadSettings(accumulator={self.accumulator!r}, graph={self.graph!r}, "
+            f"feed={self.feed!r}, rate_per_user={self.rate_per_user})"
+        )
+
+    def validate(self) -> None:
+        """Raise ``UsageProblem`` naming the first unusable value and its fix."""
+        if not self.token:
+            raise UsageProblem("missing API key: export TOKEN=<key> or pass --token")
+        if not self.rate_per_user > 0:
+            raise UsageProblem(
+                f"invalid rate {self.rate_per_user:g} events/s per user: use a "
+                "number greater than 0"
+            )
+        if self.auth not in AUTH_MODES:
+            raise UsageProblem(f"invalid auth {self.auth!r}: use header or query")
+        if self.frame not in FRAME_TYPES:
+            raise UsageProblem(f"invalid frame {self.frame!r}: use binary or text")
+        if not 0 < self.poll_interval_ms <= 1000:
+            raise UsageProblem(
+                f"invalid poll interval {self.poll_interval_ms:g} ms: use a value "
+                "above 0 and at most 1000"
+            )
+        if not self.probe_interval_ms >= 0:
+            raise UsageProblem(
+                f"invalid probe interval {self.probe_interval_ms:g} ms: use 0 or more"
+            )
+        if not self.accumulator or not self.graph:
+            raise UsageProblem("accumulator and graph names must not be empty")
+
+
+def add_locust_options(parser) -> None:
+    """Register this project's options on Locust's argument parser."""
+    group = parser.add_argument_group("Cloacina producer")
+    group.add_argument(
+        "--token",
+        default=os.environ.get("TOKEN", ""),
+        is_secret=True,
+        help="API key of the Cloacina server (default: $TOKEN)",
+    )
+    group.add_argument(
+        "--accumulator", default="orderbook", help="accumulator to send events to"
+    )
+    group.add_argument(
+        "--graph", default="price_signal", help="graph whose fire count is polled"
+    )
+    group.add_argument(
+        "--feed",
+        default="sine",
+        help=f"event source: {', '.join(FEED_NAMES)} (CSV or JSON Lines)",
+    )
+    group.add_argument(
+        "--rate-per-user",
+        type=float,
+        default=10.0,
+        help="events per second that each user sends (default 10)",
+    )
+    group.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default="header",
+        help="send the key as Authorization: Bearer (header) or ?token= (query)",
+    )
+    group.add_argument(
+        "--frame", choices=FRAME_TYPES, default="binary", help="WebSocket frame type"
+    )
+    group.add_argument(
+        "--poll-interval-ms",
+        type=float,
+        default=2.0,
+        help="pause between the probe's fire-count polls, in ms (its resolution)",
+    )
+    group.add_argument(
+        "--probe-interval-ms",
+        type=float,
+        default=100.0,
+        help="pause between latency probes, in ms",
+    )
+    group.add_argument(
+        "--no-probe",
+        action="store_true",
+        default=False,
+        help="do not measure send-to-fire latency",
+    )
+
+
+def settings_from_options(options) -> LoadSettings:
+    """Build settings from Locust's parsed options; missing options get defaults."""
+    defaults = LoadSettings(token="")
+    return LoadSettings(
+        token=getattr(options, "token", "") or os.environ.get("TOKEN", ""),
+        accumulator=getattr(options, "accumulator", defaults.accumulator),
+        graph=getattr(options, "graph", defaults.graph),
+        feed=getattr(options, "feed", defaults.feed),
+        rate_per_user=getattr(options, "rate_per_user", defaults.rate_per_user),
+        auth=getattr(options, "auth", defaults.auth),
+        frame=getattr(options, "frame", defaults.frame),
+        poll_interval_ms=getattr(
+            options, "poll_interval_ms", defaults.poll_interval_ms
+        ),
+        probe_interval_ms=getattr(
+            options, "probe_interval_ms", defaults.probe_interval_ms
+        ),
+        probe=not getattr(options, "no_probe", False),
+    )
