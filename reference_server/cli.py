@@ -1,0 +1,135 @@
+"""Command line: ``python -m reference_server [options]``.
+
+On start the server writes exactly one line to stdout,
+``reference server listening on http://HOST:PORT``, so a parent process can read
+the bound port when it passes ``--port 0``. The admin key line and the logs go
+to stderr. SIGINT and SIGTERM stop the server with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from .auth import mask_key, resolve_admin_key, write_key_file
+from .config import ConfigError, KeyConfig, ServerConfig, default_config, load_config
+from .server import start_server
+
+__all__ = ["LISTENING_PREFIX", "main"]
+
+logger = logging.getLogger(__name__)
+
+LISTENING_PREFIX = "reference server listening on "
+"""Start of the stdout line that carries the bound URL."""
+
+EXIT_CONFIG_ERROR = 2
+EXIT_BIND_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_server",
+        description="Reference server for the Cloacina accumulator and reactor "
+        "WebSockets and the health endpoints, for load tests and tutorials.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="TCP port to bind; 0 picks a free one"
+    )
+    parser.add_argument(
+        "--token",
+        help="admin API key; default: $TOKEN, else a generated key",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="graphs, accumulators and keys; default: the tutorial graph",
+    )
+    parser.add_argument(
+        "--key-file",
+        default=".reference-server-key",
+        help="file that receives a generated admin key, mode 0600",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="minimum level of log messages on stderr",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM and return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+
+    admin_key = _admin_key(args.token, args.key_file)
+    if admin_key is None:
+        return EXIT_CONFIG_ERROR
+    config = dataclasses.replace(config, keys=(*config.keys, admin_key))
+    return uvloop.run(_serve(config, args.host, args.port))
+
+
+def _admin_key(token_option: str | None, key_file: str) -> KeyConfig | None:
+    key, origin = resolve_admin_key(token_option, os.environ)
+    if origin == "generated":
+        try:
+            write_key_file(key_file, key)
+        except OSError as exc:
+            print(
+                f"error: cannot write the generated admin key to {key_file}: "
+                f"{exc.strerror}; pass --key-file PATH or --token KEY",
+                file=sys.stderr,
+            )
+            return None
+        origin = f"generated, written to {key_file}"
+    print(f"admin key: {mask_key(key)} ({origin})", file=sys.stderr, flush=True)
+    return KeyConfig(key=key, name="admin", tenant=None, admin=True)
+
+
+async def _serve(config: ServerConfig, host: str, port: int) -> int:
+    try:
+        server = await start_server(config, host, port)
+    except OSError as exc:
+        print(
+            f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "choose another --port, or 0 for a free one",
+            file=sys.stderr,
+        )
+        return EXIT_BIND_ERROR
+    print(f"{LISTENING_PREFIX}{server.url}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _request_stop, stop, signum)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def _request_stop(stop: asyncio.Event, signum: int) -> None:
+    logger.info("received %s, stopping", signal.Signals(signum).name)
+    stop.set()

@@ -1,0 +1,399 @@
+"""Server configuration: graphs, accumulators and API keys.
+
+The built-in default is the tutorial graph: graph ``price_signal`` with reactor
+``price_signal_rx`` in tenant ``public``, fed by accumulator ``orderbook`` whose
+boundary has the fields ``best_bid: f64`` and ``best_ask: f64``.
+
+A TOML file passed with ``--config`` replaces the default completely::
+
+    [[accumulators]]
+    name = "orderbook"          # required, unique
+    tenant = "public"           # optional, default "public"
+    [accumulators.fields]       # required, at least one field
+    best_bid = "f64"            # one of "f64", "i64", "str", "bool"
+    best_ask = "f64"
+
+    [[graphs]]
+    name = "price_signal"       # required, unique
+    reactor = "price_signal_rx" # optional, default "<name>_rx"
+    tenant = "public"           # optional, default "public"
+    reaction_mode = "when_any"  # optional: "when_any" (default) or "when_all"
+    accumulators = ["orderbook"]  # required, declared above, same tenant
+    computation = "price_signal"  # optional: "price_signal" (default) or "passthrough"
+    execution_time_ms = 0       # optional simulated run time of one fire, >= 0
+
+    [[keys]]
+    key = "clk_acme_producer_key"  # required, unique
+    name = "acme-producer"         # optional label shown in logs
+    tenant = "acme"                # a tenant key reaches only this tenant
+    # admin = true                 # or: an admin key reaches every tenant
+
+Several graphs may declare the same accumulator, so that one event updates the
+reactor of each of them. Graph names and reactor names share one namespace,
+because the reactor WebSocket accepts either.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "FIELD_TYPES",
+    "REACTION_MODES",
+    "AccumulatorConfig",
+    "ConfigError",
+    "GraphConfig",
+    "KeyConfig",
+    "ServerConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_TENANT = "public"
+FIELD_TYPES = ("f64", "i64", "str", "bool")
+REACTION_MODES = ("when_any", "when_all")
+COMPUTATIONS = ("price_signal", "passthrough")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class AccumulatorConfig:
+    name: str
+    tenant: str
+    fields: Mapping[str, str]
+    """Boundary field name to type name, one of ``FIELD_TYPES``."""
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    name: str
+    reactor: str
+    tenant: str
+    reaction_mode: str
+    accumulators: tuple[str, ...]
+    computation: str
+    execution_time_ms: float
+    """Simulated run time of one fire; 0 runs the fire inline."""
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    key: str
+    name: str
+    tenant: str | None
+    """Tenant the key belongs to; None for an admin key."""
+    admin: bool
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    accumulators: tuple[AccumulatorConfig, ...]
+    graphs: tuple[GraphConfig, ...]
+    keys: tuple[KeyConfig, ...] = field(default=())
+    source: str = "built-in default"
+    """File the configuration was read from, for messages."""
+
+
+def default_config() -> ServerConfig:
+    """Return the tutorial graph: ``price_signal`` fed by ``orderbook``."""
+    orderbook = AccumulatorConfig(
+        name="orderbook",
+        tenant=DEFAULT_TENANT,
+        fields={"best_bid": "f64", "best_ask": "f64"},
+    )
+    graph = GraphConfig(
+        name="price_signal",
+        reactor="price_signal_rx",
+        tenant=DEFAULT_TENANT,
+        reaction_mode="when_any",
+        accumulators=("orderbook",),
+        computation="price_signal",
+        execution_time_ms=0,
+    )
+    return ServerConfig(accumulators=(orderbook,), graphs=(graph,))
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Read and validate a TOML configuration file.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML or fails validation.
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: file not found; pass an existing TOML file to --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: cannot read the file ({exc.strerror}); check its permissions"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML ({exc}); fix the syntax") from None
+    return parse_config(data, source)
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> ServerConfig:
+    """Validate a decoded TOML document and build the configuration.
+
+    Raises:
+        ConfigError: a key is missing, has the wrong type or an invalid value.
+    """
+    unknown = sorted(set(data) - {"accumulators", "graphs", "keys"})
+    if unknown:
+        raise ConfigError(
+            f"{source}: {unknown[0]}: unknown table; "
+            "use [[accumulators]], [[graphs]] or [[keys]]"
+        )
+    accumulators = tuple(
+        _parse_accumulator(table, f"accumulators[{index}]", source)
+        for index, table in enumerate(_tables(data, "accumulators", source))
+    )
+    graphs = tuple(
+        _parse_graph(table, f"graphs[{index}]", source)
+        for index, table in enumerate(_tables(data, "graphs", source))
+    )
+    keys = tuple(
+        _parse_key(table, f"keys[{index}]", source)
+        for index, table in enumerate(_tables(data, "keys", source, required=False))
+    )
+    config = ServerConfig(accumulators, graphs, keys, source)
+    _check_references(config)
+    return config
+
+
+def _tables(
+    data: Mapping[str, Any], name: str, source: str, required: bool = True
+) -> list[Mapping[str, Any]]:
+    tables = data.get(name)
+    if tables is None:
+        if required:
+            raise ConfigError(
+                f"{source}: {name}: missing; add at least one [[{name}]] table"
+            )
+        return []
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(
+            f"{source}: {name}: must be an array of tables; write [[{name}]]"
+        )
+    if required and not tables:
+        raise ConfigError(f"{source}: {name}: empty; add at least one [[{name}]] table")
+    return tables
+
+
+def _parse_accumulator(
+    table: Mapping[str, Any], where: str, source: str
+) -> AccumulatorConfig:
+    _reject_unknown_keys(table, {"name", "tenant", "fields"}, where, source)
+    name = _string(table, "name", where, source)
+    tenant = _string(table, "tenant", where, source, default=DEFAULT_TENANT)
+    fields = table.get("fields")
+    if not isinstance(fields, dict) or not fields:
+        raise ConfigError(
+            f"{source}: {where}.fields: missing or empty; add a table such as "
+            f'[accumulators.fields] with best_bid = "f64"'
+        )
+    for field_name, type_name in fields.items():
+        if type_name not in FIELD_TYPES:
+            raise ConfigError(
+                f"{source}: {where}.fields.{field_name}: invalid type "
+                f"{type_name!r}; use one of {', '.join(FIELD_TYPES)}"
+            )
+    return AccumulatorConfig(name=name, tenant=tenant, fields=dict(fields))
+
+
+def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConfig:
+    allowed = {
+        "name",
+        "reactor",
+        "tenant",
+        "reaction_mode",
+        "accumulators",
+        "computation",
+        "execution_time_ms",
+    }
+    _reject_unknown_keys(table, allowed, where, source)
+    name = _string(table, "name", where, source)
+    reactor = _string(table, "reactor", where, source, default=f"{name}_rx")
+    tenant = _string(table, "tenant", where, source, default=DEFAULT_TENANT)
+    mode = _choice(table, "reaction_mode", REACTION_MODES, where, source)
+    computation = _choice(table, "computation", COMPUTATIONS, where, source)
+    accumulators = table.get("accumulators")
+    if (
+        not isinstance(accumulators, list)
+        or not accumulators
+        or not all(isinstance(a, str) and a for a in accumulators)
+    ):
+        raise ConfigError(
+            f"{source}: {where}.accumulators: must be a non-empty list of "
+            'accumulator names, such as ["orderbook"]'
+        )
+    if len(set(accumulators)) != len(accumulators):
+        raise ConfigError(
+            f"{source}: {where}.accumulators: lists a name twice; list each once"
+        )
+    execution_time_ms = table.get("execution_time_ms", 0)
+    if (
+        isinstance(execution_time_ms, bool)
+        or not isinstance(execution_time_ms, int | float)
+        or execution_time_ms < 0
+    ):
+        raise ConfigError(
+            f"{source}: {where}.execution_time_ms: invalid value "
+            f"{execution_time_ms!r}; use a number of milliseconds >= 0"
+        )
+    return GraphConfig(
+        name=name,
+        reactor=reactor,
+        tenant=tenant,
+        reaction_mode=mode,
+        accumulators=tuple(accumulators),
+        computation=computation,
+        execution_time_ms=float(execution_time_ms),
+    )
+
+
+def _parse_key(table: Mapping[str, Any], where: str, source: str) -> KeyConfig:
+    _reject_unknown_keys(table, {"key", "name", "tenant", "admin"}, where, source)
+    key = _string(table, "key", where, source)
+    name = _string(table, "name", where, source, default=where)
+    admin = table.get("admin", False)
+    if not isinstance(admin, bool):
+        raise ConfigError(f"{source}: {where}.admin: must be true or false")
+    tenant = table.get("tenant")
+    if admin and tenant is not None:
+        raise ConfigError(
+            f"{source}: {where}: sets both admin and tenant; "
+            "an admin key reaches every tenant, so remove one of them"
+        )
+    if not admin:
+        tenant = _string(table, "tenant", where, source)
+    return KeyConfig(key=key, name=name, tenant=tenant, admin=admin)
+
+
+def _check_references(config: ServerConfig) -> None:
+    source = config.source
+    accumulators: dict[str, AccumulatorConfig] = {}
+    for index, accumulator in enumerate(config.accumulators):
+        if accumulator.name in accumulators:
+            raise ConfigError(
+                f"{source}: accumulators[{index}].name: duplicate name "
+                f"{accumulator.name!r}; give each accumulator a unique name"
+            )
+        accumulators[accumulator.name] = accumulator
+
+    endpoint_names: set[str] = set()
+    for index, graph in enumerate(config.graphs):
+        where = f"graphs[{index}]"
+        for key, name in (("name", graph.name), ("reactor", graph.reactor)):
+            if name in endpoint_names:
+                raise ConfigError(
+                    f"{source}: {where}.{key}: name {name!r} is already used by "
+                    "another graph or reactor; choose a unique name"
+                )
+        endpoint_names.update((graph.name, graph.reactor))
+        for name in graph.accumulators:
+            _check_graph_accumulator(graph, accumulators.get(name), name, where, source)
+        if graph.computation == "price_signal":
+            _check_price_signal_inputs(graph, accumulators, where, source)
+
+    seen_keys: set[str] = set()
+    for index, key in enumerate(config.keys):
+        if key.key in seen_keys:
+            raise ConfigError(
+                f"{source}: keys[{index}].key: duplicate key; give each key a "
+                "unique value"
+            )
+        seen_keys.add(key.key)
+
+
+def _check_graph_accumulator(
+    graph: GraphConfig,
+    accumulator: AccumulatorConfig | None,
+    name: str,
+    where: str,
+    source: str,
+) -> None:
+    if accumulator is None:
+        raise ConfigError(
+            f"{source}: {where}.accumulators: accumulator {name!r} is not declared; "
+            f'add an [[accumulators]] table with name = "{name}"'
+        )
+    if accumulator.tenant != graph.tenant:
+        raise ConfigError(
+            f"{source}: {where}.accumulators: accumulator {name!r} belongs to "
+            f"tenant {accumulator.tenant!r} but the graph to {graph.tenant!r}; "
+            "put both in the same tenant"
+        )
+
+
+def _check_price_signal_inputs(
+    graph: GraphConfig,
+    accumulators: Mapping[str, AccumulatorConfig],
+    where: str,
+    source: str,
+) -> None:
+    for name in graph.accumulators:
+        fields = accumulators[name].fields
+        if fields.get("best_bid") == "f64" and fields.get("best_ask") == "f64":
+            return
+    raise ConfigError(
+        f"{source}: {where}.computation: price_signal needs an accumulator with "
+        'f64 fields best_bid and best_ask; add them or set computation = "passthrough"'
+    )
+
+
+def _reject_unknown_keys(
+    table: Mapping[str, Any], allowed: set[str], where: str, source: str
+) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{source}: {where}.{unknown[0]}: unknown key; "
+            f"use one of {', '.join(sorted(allowed))}"
+        )
+
+
+def _string(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    source: str,
+    default: str | None = None,
+) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f'{source}: {where}.{key}: missing; add {key} = "..."')
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"{source}: {where}.{key}: must be a non-empty string, got {value!r}"
+        )
+    return value
+
+
+def _choice(
+    table: Mapping[str, Any],
+    key: str,
+    choices: tuple[str, ...],
+    where: str,
+    source: str,
+) -> str:
+    value = table.get(key, choices[0])
+    if value not in choices:
+        options = " or ".join(f'"{choice}"' for choice in choices)
+        raise ConfigError(
+            f"{source}: {where}.{key}: invalid value {value!r}; use {options}"
+        )
+    return value
