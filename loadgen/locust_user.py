@@ -13,7 +13,7 @@ import time
 
 import gevent
 from locust import User, constant, events, task
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadgen.counters import RunCounters
 from loadgen.encoding import encode_quotes
@@ -48,6 +48,7 @@ class LoadgenState:
         """The first error that retrying cannot fix, if any."""
         self.logged_kinds: set[str] = set()
         self.next_user_index = 0
+        self.server_received_before: int | None = None
 
     def report_error(self, error: LoadgenError) -> None:
         """Log each kind of error once and keep the first fatal one."""
@@ -189,6 +190,8 @@ def _start_probe(environment, **_kwargs) -> None:
         return
     settings = settings_from_options(environment.parsed_options)
     state = state_of(environment)
+    if isinstance(runner, LocalRunner):
+        state.server_received_before = _server_received(environment, settings)
     if not settings.probe or state.probe_greenlet is not None:
         return
     state.probe_greenlet = gevent.spawn(_run_probe, environment, settings, state)
@@ -202,6 +205,46 @@ def _stop_probe(environment, **_kwargs) -> None:
     if state.probe_greenlet is not None:
         state.probe_greenlet.join(timeout=10)
         state.probe_greenlet = None
+    if state.server_received_before is not None:
+        _log_accounting(environment, state)
+
+
+def _server_received(environment, settings: LoadSettings) -> int | None:
+    """Return the server's accepted-event count, or None if it cannot be read."""
+    if not settings.token:
+        return None
+    base_url = normalize_base_url(environment.host or "http://127.0.0.1:8080")
+    health = HealthClient(base_url, settings.token, timeout_s=2.0)
+    try:
+        return health.accumulator_events_total(settings.accumulator)
+    except LoadgenError:
+        return None
+    finally:
+        health.close()
+
+
+def _log_accounting(environment, state: LoadgenState) -> None:
+    """Log events sent by this process beside the count the server accepted."""
+    settings = settings_from_options(environment.parsed_options)
+    probe_sent = state.probe.sent if state.probe is not None else 0
+    expected = state.counters.sent + probe_sent
+    received = None
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        total = _server_received(environment, settings)
+        received = None if total is None else total - state.server_received_before
+        if received is None or received >= expected:
+            break
+        gevent.sleep(0.05)
+    logger.info(
+        "accumulator '%s': sent %d events (%d failed) and %d probe events; "
+        "the server accepted %s during the test",
+        settings.accumulator,
+        state.counters.sent,
+        state.counters.failed,
+        probe_sent,
+        "an unknown number" if received is None else f"{received}",
+    )
 
 
 def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None:

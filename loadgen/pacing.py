@@ -34,7 +34,8 @@ class ConstantRateSchedule:
 
     def take_due(self, now_s: float) -> int:
         """Hand out every event due at ``now_s`` and return how many there are."""
-        due_until = math.floor((now_s - self.start_s) * self.rate_per_s) + 1
+        # The epsilon keeps float error from delaying an event that is due exactly now.
+        due_until = math.floor((now_s - self.start_s) * self.rate_per_s + 1e-9) + 1
         count = max(0, due_until - self.next_index)
         self.next_index += count
         return count

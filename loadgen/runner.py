@@ -193,8 +193,8 @@ def _measure(
     except KeyboardInterrupt:
         outcome = {"status": "interrupted", "error": "stopped by Ctrl-C"}
     finally:
-        runner.stop()
         load_s = time.perf_counter() - load_started
+        runner.stop()
         runner.quit()
 
     counts, fire_count_after = _settle(settings, base_url, state, received_before)

@@ -62,10 +62,14 @@ class LoadSettings:
 
 def add_locust_options(parser) -> None:
     """Register this project's options on Locust's argument parser."""
-    group = parser.add_argument_group("Cloacina producer")
+    # Locust's own parser, not an argument group, takes is_secret and shows
+    # these options in the web UI.
+    group = parser
     group.add_argument(
         "--token",
-        default=os.environ.get("TOKEN", ""),
+        # Not defaulted from $TOKEN here: Locust embeds option defaults in its
+        # web page, so the key would reach every browser. It is read at use.
+        default="",
         is_secret=True,
         help="API key of the Cloacina server (default: $TOKEN)",
     )

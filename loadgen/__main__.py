@@ -1,0 +1,5 @@
+"""Run the ``loadgen`` command line with ``python -m loadgen``."""
+
+from loadgen.cli import main
+
+main()
