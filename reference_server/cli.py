@@ -110,6 +110,13 @@ def _admin_key(token_option: str | None, key_file: str) -> KeyConfig | None:
 
 
 async def _serve(config: ServerConfig, host: str, port: int) -> int:
+    # Install the handlers first: a parent may send SIGTERM as soon as it
+    # reads the listening line.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _request_stop, stop, signum)
+
     try:
         server = await start_server(config, host, port)
     except OSError as exc:
@@ -121,10 +128,6 @@ async def _serve(config: ServerConfig, host: str, port: int) -> int:
         return EXIT_BIND_ERROR
     print(f"{LISTENING_PREFIX}{server.url}", flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _request_stop, stop, signum)
     await stop.wait()
     await server.stop()
     return 0

@@ -1,0 +1,133 @@
+"""Tests of the command line: keys, configuration errors and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ADMIN_TOKEN, start_reference_server, stop_reference_server
+
+EXIT_TIMEOUT_S = 10.0
+
+
+def run_server_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI for an invocation that must exit on its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "reference_server", "--port", "0", *args],
+        cwd=cwd,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT_S,
+    )
+
+
+def test_listening_line_is_only_stdout(tmp_path):
+    server = start_reference_server(tmp_path)
+    server.process.terminate()
+    rest_of_stdout, _ = server.process.communicate(timeout=EXIT_TIMEOUT_S)
+
+    assert server.process.returncode == 0
+    assert server.host == "127.0.0.1"
+    assert server.port > 0
+    assert rest_of_stdout == ""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_with_status_0(tmp_path, signum):
+    server = start_reference_server(tmp_path)
+    try:
+        server.process.send_signal(signum)
+        status = server.process.wait(timeout=EXIT_TIMEOUT_S)
+    finally:
+        stop_reference_server(server.process)
+
+    assert status == 0
+    assert "Traceback" not in server.stderr_text()
+
+
+def test_admin_key_line_masks_env_token(tmp_path):
+    server = start_reference_server(tmp_path)
+    stop_reference_server(server.process)
+    stderr = server.stderr_text()
+
+    assert f"admin key: ****{ADMIN_TOKEN[-4:]} (from $TOKEN)" in stderr
+    assert ADMIN_TOKEN not in stderr
+
+
+def test_token_option_wins_over_env(tmp_path):
+    server = start_reference_server(tmp_path, ["--token", "clk_from_option_9876"])
+    try:
+        ok_status, _ = server.get_json("/v1/health/graphs", "clk_from_option_9876")
+        env_status, _ = server.get_json("/v1/health/graphs", ADMIN_TOKEN)
+    finally:
+        stop_reference_server(server.process)
+
+    assert ok_status == 200
+    assert env_status == 401
+    assert "****9876 (from --token)" in server.stderr_text()
+
+
+def test_generated_key_written_0600(tmp_path):
+    # An empty $TOKEN counts as unset.
+    server = start_reference_server(tmp_path, env={"TOKEN": ""})
+    try:
+        key_file = tmp_path / ".reference-server-key"
+        key = key_file.read_text().strip()
+        status, _ = server.get_json("/v1/health/graphs", key)
+    finally:
+        stop_reference_server(server.process)
+
+    assert key.startswith("clk_")
+    assert len(key) == 47
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert status == 200
+    stderr = server.stderr_text()
+    assert f"****{key[-4:]} (generated, written to .reference-server-key)" in stderr
+    assert key not in stderr
+
+
+def test_bad_config_exits_2(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[[graphs]]\nname = "g"\naccumulators = ["a"]\n')
+
+    result = run_server_cli(["--config", str(config)], tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(config) in lines[0]
+    assert "accumulators" in lines[0]
+
+
+def test_missing_config_exits_2(tmp_path):
+    result = run_server_cli(["--config", "absent.toml"], tmp_path)
+
+    assert result.returncode == 2
+    assert "absent.toml: file not found" in result.stderr
+
+
+def test_port_in_use_exits_1(tmp_path):
+    server = start_reference_server(tmp_path)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "reference_server", "--port", str(server.port)],
+            cwd=tmp_path,
+            env=dict(os.environ, TOKEN=ADMIN_TOKEN),
+            capture_output=True,
+            text=True,
+            timeout=EXIT_TIMEOUT_S,
+        )
+    finally:
+        stop_reference_server(server.process)
+
+    assert result.returncode == 1
+    assert "cannot listen on" in result.stderr
+    assert result.stdout == ""
