@@ -87,6 +87,13 @@ def main() -> None:
     help="Users started per second [default: all at once].",
 )
 @click.option(
+    "--server-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML file of graphs, accumulators and keys for the embedded reference "
+    "server (see reference_server/examples); only without --host.",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -113,6 +120,7 @@ def run(**options) -> None:
         probe_interval_ms=options["probe_interval_ms"],
         spawn_rate=options["spawn_rate"],
         output=options["output"],
+        server_args=_server_args(options["server_config"]),
     )
     if config.host is not None and not config.token:
         _fail(UsageProblem("missing API key: export TOKEN=<key> or pass --token"))
@@ -137,6 +145,10 @@ def serve(context: click.Context) -> None:
     from reference_server.cli import main as serve_main
 
     sys.exit(serve_main(context.args))
+
+
+def _server_args(server_config: Path | None) -> tuple[str, ...]:
+    return () if server_config is None else ("--config", str(server_config))
 
 
 def _fail(error: LoadgenError) -> None:

@@ -68,9 +68,15 @@ class EmbeddedServer:
                 return self.base_url
         self.stop()
         raise ConnectionProblem(
-            f"the embedded reference server did not start: see {self.log_path}",
+            f"the embedded reference server did not start: {self._last_log_line()} "
+            f"(full log: {self.log_path})",
             kind="server_start",
         )
+
+    def _last_log_line(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as log:
+            lines = [line.strip() for line in log if line.strip()]
+        return lines[-1] if lines else "it printed nothing"
 
     def stop(self) -> None:
         """Stop the server with SIGTERM, then SIGKILL after 5 s."""

@@ -86,6 +86,11 @@ class RunConfig:
                 f"invalid --spawn-rate {self.spawn_rate:g}: "
                 "use users per second above 0"
             )
+        if self.host is not None and self.server_args:
+            raise UsageProblem(
+                "--server-config configures the embedded reference server: "
+                "drop --host to use it, or configure the server at --host itself"
+            )
         try:
             make_feed(self.feed)
         except FeedError as error:
