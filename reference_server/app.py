@@ -6,6 +6,7 @@ core (``auth``, ``registry``, ``commands``, ``health``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,9 @@ CLOSE_NOT_REGISTERED = 4404
 
 CLOSE_TIMEOUT_S = 5.0
 """Time to wait for the client's close frame after the server sends its own."""
+
+SHUTDOWN_CLOSE_TIMEOUT_S = 1.0
+"""Time open WebSockets get to return the server's close frame at shutdown."""
 
 REGISTRY = web.AppKey("registry", Registry)
 KEYS = web.AppKey("keys", KeyStore)
@@ -249,7 +253,7 @@ async def _receive_events(
             name,
             request.remote,
             received,
-            ws.close_code,
+            _close_code(ws),
         )
 
 
@@ -284,10 +288,26 @@ async def _answer_commands(
             name,
             request.remote,
             commands,
-            ws.close_code,
+            _close_code(ws),
         )
 
 
+def _close_code(ws: web.WebSocketResponse) -> int | None:
+    # aiohttp reports a close frame without a status code as 0, a case that
+    # RFC 6455 calls 1005 (no status received).
+    return 1005 if ws.close_code == 0 else ws.close_code
+
+
 async def _close_websockets(app: web.Application) -> None:
-    for ws in list(app[WEBSOCKETS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    # Close in parallel and stop waiting after SHUTDOWN_CLOSE_TIMEOUT_S, because
+    # each close waits for a client reply that an idle client may never send.
+    closes = [
+        ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        for ws in list(app[WEBSOCKETS])
+    ]
+    if not closes:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*closes), SHUTDOWN_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        logger.info("stopped waiting for WebSocket clients to return the close frame")

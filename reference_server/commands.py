@@ -12,7 +12,7 @@ WebSocket event injection tutorial::
     anything else                          -> {"type": "Error", "message": "..."}
 
 ``Fired`` means the fire started or was queued behind a running one. As on the
-Cloacina server, a paused reactor still answers ``Fired`` but skips the fire.
+Cloacina server, a paused reactor still returns ``Fired`` but skips the fire.
 """
 
 from __future__ import annotations

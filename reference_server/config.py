@@ -230,6 +230,7 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
     tenant = _string(table, "tenant", where, source, default=DEFAULT_TENANT)
     mode = _choice(table, "reaction_mode", REACTION_MODES, where, source)
     computation = _choice(table, "computation", COMPUTATIONS, where, source)
+
     accumulators = table.get("accumulators")
     if (
         not isinstance(accumulators, list)
@@ -244,6 +245,7 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
         raise ConfigError(
             f"{source}: {where}.accumulators: lists a name twice; list each once"
         )
+
     execution_time_ms = table.get("execution_time_ms", 0)
     if (
         isinstance(execution_time_ms, bool)
@@ -254,6 +256,7 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
             f"{source}: {where}.execution_time_ms: invalid value "
             f"{execution_time_ms!r}; use a number of milliseconds >= 0"
         )
+
     return GraphConfig(
         name=name,
         reactor=reactor,

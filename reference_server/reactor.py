@@ -4,8 +4,8 @@ A reactor caches the latest boundary per accumulator with one dirty flag each,
 and fires its graph when the firing condition holds: ``when_any`` needs one
 flag set, ``when_all`` needs every flag set since the last fire. Taking the fire
 snapshot clears the flags. At most one fire runs at a time, so boundaries that
-arrive during a fire only update the cache; when the fire completes, the
-reactor starts at most one next fire with the newest values (coalescing).
+arrive during a fire only update the cache and flags. When the fire completes,
+the reactor starts at most one next fire, with the newest values (coalescing).
 
 The caller drives the machine: each method that may start a fire returns a
 ``FireSnapshot`` to execute, and ``complete_fire`` reports the result and may

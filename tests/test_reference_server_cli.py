@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import websocket
 from conftest import ADMIN_TOKEN, start_reference_server, stop_reference_server
 
 EXIT_TIMEOUT_S = 10.0
@@ -131,3 +133,24 @@ def test_port_in_use_exits_1(tmp_path):
     assert result.returncode == 1
     assert "cannot listen on" in result.stderr
     assert result.stdout == ""
+
+
+def test_sigterm_with_idle_websocket(tmp_path):
+    server = start_reference_server(tmp_path)
+    # This client never reads, so it never returns the server's close frame.
+    ws = websocket.create_connection(
+        f"{server.ws_url}/v1/ws/accumulator/orderbook?token={server.token}",
+        timeout=5,
+    )
+    try:
+        started_s = time.monotonic()
+        server.process.terminate()
+        status = server.process.wait(timeout=EXIT_TIMEOUT_S)
+        elapsed_s = time.monotonic() - started_s
+    finally:
+        ws.sock.close()
+        stop_reference_server(server.process)
+
+    assert status == 0
+    assert elapsed_s < 4.0
+    assert "Traceback" not in server.stderr_text()

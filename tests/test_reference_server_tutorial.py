@@ -1,8 +1,8 @@
 """The tutorial's own clients, unchanged, against the reference server.
 
 The clients in tests/tutorial_clients are copied from the WebSocket event
-injection tutorial with only their indentation restored, so these tests check
-that a user following the tutorial sees the output it promises.
+injection tutorial with only their indentation restored. These tests check that
+they print the output the tutorial promises.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 # ruff: noqa
-# Copied from the WebSocket event injection tutorial, re-indented only. The
-# tutorial runs the example call at module level with a `token` defined
-# elsewhere; here it sits under a __main__ guard that reads $TOKEN, so that
-# tests can import reactor_command() without connecting anywhere.
+# Copied from the WebSocket event injection tutorial, re-indented only.
+# The tutorial runs the example call at module level, with `token` defined
+# elsewhere. Here the call sits under a __main__ guard that reads $TOKEN,
+# so tests can import reactor_command() without connecting anywhere.
 import socket, base64, os, json
 
 
