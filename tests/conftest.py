@@ -15,7 +15,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,6 @@ class RunningServer:
     port: int
     token: str = ADMIN_TOKEN
     stderr_path: Path | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
