@@ -1,50 +1,82 @@
-"""Constant-rate pacing with an intended send time for every event.
+"""Open-model pacing: an intended send time for every event.
 
-The schedule belongs to the open workload model: event ``k`` is due at
-``start + k / rate`` whatever happened before, so a stall does not shrink the
-offered load. Events that fell due during a stall are all due at once and are
-sent back to back.
+Event ``k`` of a schedule is due at its intended time whatever happened
+before, so a stall does not shrink the offered load: events that fell due
+during a stall are handed out at once and sent back to back, and the report
+counts them as late. A process-wide schedule can be shared by several
+producers, each taking every ``n``-th event.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["ConstantRateSchedule"]
+from loadgen.shapes import LoadShape
+
+__all__ = ["Schedule"]
+
+# Keeps float error from delaying an event that is due exactly now.
+EPSILON = 1e-9
 
 
-class ConstantRateSchedule:
-    """Intended send times at a fixed rate, starting at ``start_s``.
+class Schedule:
+    """The events of ``shape`` that belong to producer ``slot`` of ``slots``.
 
     Args:
-        rate_per_s: events per second, greater than 0.
-        start_s: time of event 0 on the caller's clock, in seconds.
+        shape: target rate over time for all producers together.
+        start_s: time of the shape's start on the caller's clock, in seconds.
+        slot: this producer's index, from 0 to ``slots - 1``.
+        slots: number of producers that share the shape.
     """
 
-    def __init__(self, rate_per_s: float, start_s: float) -> None:
-        if not rate_per_s > 0:
-            raise ValueError(f"rate must be greater than 0, got {rate_per_s}")
-        self.rate_per_s = rate_per_s
+    def __init__(
+        self, shape: LoadShape, start_s: float, slot: int = 0, slots: int = 1
+    ) -> None:
+        if not 0 <= slot < slots:
+            raise ValueError(f"slot {slot} is outside 0..{slots - 1}")
+        self.shape = shape
         self.start_s = start_s
+        self.slot = slot
+        self.slots = slots
         self.next_index = 0
-        """Index of the first event not yet handed out."""
+        """This producer's index of the first event not yet handed out."""
+        total = math.ceil(shape.total_events - EPSILON)
+        self.event_count = self._own_count(total)
+        """Events of this producer over the whole shape."""
 
     def intended_time_s(self, index: int) -> float:
-        return self.start_s + index / self.rate_per_s
+        """Return the intended send time of this producer's event ``index``."""
+        return self.start_s + self.shape.time_of(self.slot + index * self.slots)
 
-    def take_due(self, now_s: float) -> int:
-        """Hand out every event due at ``now_s`` and return how many there are."""
-        # The epsilon keeps float error from delaying an event that is due exactly now.
-        due_until = math.floor((now_s - self.start_s) * self.rate_per_s + 1e-9) + 1
-        count = max(0, due_until - self.next_index)
+    def due_count(self, now_s: float) -> int:
+        """Return how many of this producer's events are due by ``now_s``."""
+        if now_s < self.start_s:
+            return 0
+        due_global = math.floor(self.shape.events_by(now_s - self.start_s) + EPSILON)
+        return min(self._own_count(due_global + 1), self.event_count)
+
+    def take_due(self, now_s: float) -> tuple[int, int]:
+        """Hand out every event due at ``now_s``.
+
+        Returns:
+            The index of the first event handed out and how many there are.
+        """
+        first = self.next_index
+        count = max(0, self.due_count(now_s) - first)
         self.next_index += count
-        return count
+        return first, count
 
-    def lag_s(self, now_s: float) -> float:
-        """Return how late the oldest event handed out last is at ``now_s``."""
-        if self.next_index == 0:
-            return 0.0
-        return max(0.0, now_s - self.intended_time_s(self.next_index - 1))
+    @property
+    def finished(self) -> bool:
+        return self.next_index >= self.event_count
 
     def seconds_until_next(self, now_s: float) -> float:
+        if self.finished:
+            return math.inf
         return max(0.0, self.intended_time_s(self.next_index) - now_s)
+
+    def _own_count(self, global_count: int) -> int:
+        """Return how many of the first ``global_count`` events are this slot's."""
+        if global_count <= self.slot:
+            return 0
+        return (global_count - self.slot + self.slots - 1) // self.slots
