@@ -1,4 +1,8 @@
-"""The run report: a JSON document, its atomic write, and the summary table."""
+"""The run report: a JSON document, its atomic write, and the summary table.
+
+The layout is documented in docs/report-schema.md and checked by
+``loadgen.report_schema``; the table is built in ``loadgen.render_text``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+from loadgen.render_text import render_summary
 
 __all__ = ["SCHEMA_VERSION", "write_report", "render_summary", "default_report_path"]
 
@@ -39,58 +45,3 @@ def write_report(report: dict, path: str | Path) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
-
-
-def render_summary(report: dict) -> str:
-    """Return the terminal summary table of a report."""
-    counts = report["counts"]
-    fires = report["fires"]
-    latency = report["latency"]["send_to_fire"]
-    summary = latency["summary"]
-    rows = [
-        ("events sent", _int(counts["sent"])),
-        ("events failed", _int(counts["failed"])),
-        ("send rate", f"{report['throughput']['send_rate_per_s']:,.1f} events/s"),
-        ("target rate", f"{report['config']['rate_per_s']:,.1f} events/s"),
-    ]
-    for kind, count in counts["failed_by_kind"].items():
-        rows.append((f"  failed: {kind}", _int(count)))
-    for kind, count in counts["connect_failures_by_kind"].items():
-        rows.append((f"  connect failed: {kind}", _int(count)))
-    received = counts.get("server_received")
-    rows.append(("server received", "n/a" if received is None else _int(received)))
-    rows += [
-        ("fire count before", _int(fires["fire_count_before"])),
-        ("fire count after", _int(fires["fire_count_after"])),
-        (
-            "probes (timed out)",
-            f"{latency['probes_sent']:,} ({latency['probes_timed_out']:,})",
-        ),
-    ]
-    for key, label in (
-        ("p50", "latency p50"),
-        ("p90", "latency p90"),
-        ("p99", "latency p99"),
-        ("p99_9", "latency p99.9"),
-        ("max", "latency max"),
-    ):
-        rows.append((label, _latency(summary[key])))
-    rows.append(
-        ("latency resolution", f"{latency['resolution_us'] / 1000:g} ms poll interval")
-    )
-    width = max(len(label) for label, _ in rows)
-    lines = [f"{label:<{width}}  {value}" for label, value in rows]
-    status = report["outcome"]["status"]
-    if status != "completed":
-        lines.append(f"{'outcome':<{width}}  {status}: {report['outcome']['error']}")
-    return "\n".join(lines)
-
-
-def _int(value) -> str:
-    return "n/a" if value is None else f"{value:,}"
-
-
-def _latency(value_us) -> str:
-    if value_us is None:
-        return "n/a (no probe sample)"
-    return f"{value_us / 1000:,.3f} ms"

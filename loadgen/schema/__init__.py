@@ -1,0 +1,1 @@
+"""JSON Schemas of the run report, shipped as package data."""
