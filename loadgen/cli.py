@@ -38,12 +38,23 @@ def main() -> None:
 @click.option("--users", default=10, show_default=True, help="Producer connections.")
 @click.option(
     "--rate",
-    default=1000.0,
-    show_default=True,
-    help="Total target send rate in events per second, split evenly across users.",
+    type=float,
+    default=None,
+    help="Total target send rate in events per second, split evenly across "
+    "users [default: 1000].",
 )
 @click.option(
-    "--duration", default=10.0, show_default=True, help="Length of the load in seconds."
+    "--duration",
+    type=float,
+    default=None,
+    help="Length of the load in seconds [default: 10].",
+)
+@click.option(
+    "--shape",
+    default=None,
+    help="Target rate over time instead of --rate and --duration: stages "
+    "DURATION@RATE or DURATION@FROM..TO, e.g. 10s@100,10s@100..2000,5s@200, or "
+    "@FILE for a JSON or TOML file with a stages list.",
 )
 @click.option("--accumulator", default="orderbook", show_default=True)
 @click.option(
@@ -109,8 +120,8 @@ def run(**options) -> None:
         host=options["host"],
         token=options["token"],
         users=options["users"],
-        rate_per_s=options["rate"],
-        duration_s=options["duration"],
+        rate_per_s=1000.0 if options["rate"] is None else options["rate"],
+        duration_s=10.0 if options["duration"] is None else options["duration"],
         accumulator=options["accumulator"],
         graph=options["graph"],
         feed=options["feed"],
@@ -122,6 +133,10 @@ def run(**options) -> None:
         output=options["output"],
         server_args=_server_args(options["server_config"]),
     )
+    try:
+        config.shape = _shape(options["shape"], options["rate"], options["duration"])
+    except LoadgenError as error:
+        _fail(error)
     if config.host is not None and not config.token:
         _fail(UsageProblem("missing API key: export TOKEN=<key> or pass --token"))
     try:
@@ -145,6 +160,21 @@ def serve(context: click.Context) -> None:
     from reference_server.cli import main as serve_main
 
     sys.exit(serve_main(context.args))
+
+
+def _shape(spec: str | None, rate: float | None, duration: float | None):
+    """Parse --shape; it replaces --rate and --duration, so both may not be given."""
+    from loadgen.shapes import load_shape_file, parse_shape
+
+    if spec is None:
+        return None
+    if rate is not None or duration is not None:
+        raise UsageProblem(
+            "--shape sets the rate and duration itself: drop --rate and --duration"
+        )
+    if spec.startswith("@"):
+        return load_shape_file(spec[1:])
+    return parse_shape(spec)
 
 
 def _server_args(server_config: Path | None) -> tuple[str, ...]:

@@ -4,7 +4,34 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["RunCounters"]
+__all__ = ["RunCounters", "Timeline"]
+
+
+class Timeline:
+    """Per-second counts since a start time, grown as seconds pass."""
+
+    FIELDS = ("sent", "failed", "late")
+
+    def __init__(self, start_s: float = 0.0, interval_s: float = 1.0) -> None:
+        self.start_s = start_s
+        self.interval_s = interval_s
+        self.series: dict[str, list[int]] = {name: [] for name in self.FIELDS}
+
+    def add(self, name: str, now_s: float, count: int) -> None:
+        if not count:
+            return
+        index = max(0, int((now_s - self.start_s) / self.interval_s))
+        values = self.series[name]
+        if index >= len(values):
+            values.extend([0] * (index + 1 - len(values)))
+        values[index] += count
+
+    def as_dict(self, length: int | None = None) -> dict[str, list[int]]:
+        """Return each series padded (or cut) to ``length`` intervals."""
+        size = length or max((len(v) for v in self.series.values()), default=0)
+        return {
+            name: (values + [0] * size)[:size] for name, values in self.series.items()
+        }
 
 
 class RunCounters:
@@ -15,10 +42,14 @@ class RunCounters:
 
     def __init__(self) -> None:
         self.sent = 0
+        self.late = 0
+        """Sent events that left more than the late threshold after their intended
+        send time."""
         self.bytes_sent = 0
         self.failed_by_kind: Counter[str] = Counter()
         self.connects = 0
         self.connect_failures_by_kind: Counter[str] = Counter()
+        self.timeline = Timeline()
 
     @property
     def failed(self) -> int:
@@ -28,13 +59,19 @@ class RunCounters:
     def attempted(self) -> int:
         return self.sent + self.failed
 
-    def record_sent(self, count: int, byte_count: int) -> None:
+    def record_sent(
+        self, now_s: float, count: int, byte_count: int, late: int = 0
+    ) -> None:
         self.sent += count
+        self.late += late
         self.bytes_sent += byte_count
+        self.timeline.add("sent", now_s, count)
+        self.timeline.add("late", now_s, late)
 
-    def record_failed(self, kind: str, count: int = 1) -> None:
+    def record_failed(self, now_s: float, kind: str, count: int = 1) -> None:
         if count:
             self.failed_by_kind[kind] += count
+            self.timeline.add("failed", now_s, count)
 
     def as_dict(self) -> dict:
         return {
@@ -42,6 +79,7 @@ class RunCounters:
             "sent": self.sent,
             "failed": self.failed,
             "failed_by_kind": dict(sorted(self.failed_by_kind.items())),
+            "late": self.late,
             "bytes_sent": self.bytes_sent,
             "connects": self.connects,
             "connect_failures_by_kind": dict(

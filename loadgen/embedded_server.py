@@ -35,6 +35,10 @@ class EmbeddedServer:
         )
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
     def log_path(self) -> str:
         return self._log.name
 

@@ -20,11 +20,14 @@ from loadgen.encoding import encode_quotes
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import ConnectionProblem, LoadgenError
 from loadgen.feeds import make_feed
+from loadgen.ground_truth import GROUND_TRUTH_HEADER, GroundTruth
 from loadgen.health import HealthClient
-from loadgen.pacing import ConstantRateSchedule
-from loadgen.probe import LatencyProbe
+from loadgen.histogram import LatencyHistogram
+from loadgen.pacing import Schedule
+from loadgen.probe import LatencyProbe, ProbeSample
 from loadgen.producer import Producer
 from loadgen.settings import LoadSettings, add_locust_options, settings_from_options
+from loadgen.shapes import LoadShape
 
 __all__ = ["OrderbookUser", "LoadgenState", "state_of"]
 
@@ -35,6 +38,9 @@ FATAL_KINDS = frozenset({"unauthorized", "forbidden", "unknown_accumulator", "us
 
 RECONNECT_PAUSE_S = 1.0
 MIN_SLEEP_S = 0.001
+LATE_THRESHOLD_S = 0.010
+"""An event sent more than this after its intended send time counts as late."""
+UNBOUNDED_S = 1e9
 
 
 class LoadgenState:
@@ -49,6 +55,17 @@ class LoadgenState:
         self.logged_kinds: set[str] = set()
         self.next_user_index = 0
         self.server_received_before: int | None = None
+        self.shape: LoadShape | None = None
+        """Process-wide target rate set by ``loadgen run``; None paces each user
+        at ``--rate-per-user`` from its own start."""
+        self.slots = 1
+        """Number of users that share ``shape``; each takes every n-th event."""
+        self.start_s = 0.0
+        """Start of ``shape`` on the ``time.perf_counter`` clock."""
+        self.ground_truth: GroundTruth | None = None
+        """Set when the server offers ground truth to validate probe samples."""
+        self.schedule_lag = LatencyHistogram()
+        """Lag of the oldest event of each batch behind its intended send time."""
 
     def report_error(self, error: LoadgenError) -> None:
         """Log each kind of error once and keep the first fatal one."""
@@ -81,9 +98,7 @@ class OrderbookUser(User):
         self.state.next_user_index += 1
         self.feed = make_feed(self.settings.feed, seed=index, offset=index * 1000)
         self.producer = self._make_producer()
-        self.schedule = ConstantRateSchedule(
-            self.settings.rate_per_user, time.perf_counter()
-        )
+        self.schedule = self._make_schedule(index)
         self.next_connect_s = 0.0
         self.request_name = f"send {self.settings.accumulator}"
 
@@ -94,14 +109,20 @@ class OrderbookUser(User):
     def send_due_events(self) -> None:
         """Send every event that is due, then sleep until the next one."""
         now = time.perf_counter()
-        due = self.schedule.take_due(now)
+        first, due = self.schedule.take_due(now)
         if not self.producer.connected and not self._connect(now):
-            self.state.counters.record_failed("not_connected", due)
+            self.state.counters.record_failed(now, "not_connected", due)
         elif due:
-            self._send_batch(due)
-        gevent.sleep(
-            max(MIN_SLEEP_S, self.schedule.seconds_until_next(time.perf_counter()))
-        )
+            self._send_batch(first, due)
+        pause = self.schedule.seconds_until_next(time.perf_counter())
+        gevent.sleep(min(max(MIN_SLEEP_S, pause), RECONNECT_PAUSE_S))
+
+    def _make_schedule(self, index: int) -> Schedule:
+        if self.state.shape is not None:
+            slots = self.state.slots
+            return Schedule(self.state.shape, self.state.start_s, index % slots, slots)
+        shape = LoadShape.constant(self.settings.rate_per_user, UNBOUNDED_S)
+        return Schedule(shape, time.perf_counter())
 
     def _make_producer(self) -> Producer:
         return Producer(
@@ -142,37 +163,36 @@ class OrderbookUser(User):
         )
         return True
 
-    def _send_batch(self, count: int) -> None:
-        fire = self.environment.events.request.fire
+    def _send_batch(self, first: int, count: int) -> None:
         counters = self.state.counters
+        started = time.perf_counter()
+        lag_s = started - self.schedule.intended_time_s(first)
+        self.state.schedule_lag.record_us(lag_s * 1e6)
+        late_until = self.schedule.due_count(started - LATE_THRESHOLD_S)
         payloads = encode_quotes(self.feed.next_batch(count))
         for position, payload in enumerate(payloads):
-            started = time.perf_counter()
+            sent_at = time.perf_counter()
             try:
                 self.producer.send(payload)
             except ConnectionProblem as error:
-                unsent = count - position
-                counters.record_failed(error.kind, unsent)
+                counters.record_failed(sent_at, error.kind, count - position)
                 self.state.report_error(error)
                 self.next_connect_s = time.perf_counter() + RECONNECT_PAUSE_S
-                fire(
-                    request_type="WS",
-                    name=self.request_name,
-                    response_time=0,
-                    response_length=0,
-                    exception=error,
-                    context={},
-                )
+                self._fire_request(0.0, 0, error)
                 return
-            counters.record_sent(1, len(payload))
-            fire(
-                request_type="WS",
-                name=self.request_name,
-                response_time=(time.perf_counter() - started) * 1000,
-                response_length=len(payload),
-                exception=None,
-                context={},
-            )
+            late = 1 if first + position < late_until else 0
+            counters.record_sent(sent_at, 1, len(payload), late)
+            self._fire_request(time.perf_counter() - sent_at, len(payload), None)
+
+    def _fire_request(self, seconds: float, length: int, error) -> None:
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=self.request_name,
+            response_time=seconds * 1000,
+            response_length=length,
+            exception=error,
+            context={},
+        )
 
 
 @events.init_command_line_parser.add_listener
@@ -249,26 +269,20 @@ def _log_accounting(environment, state: LoadgenState) -> None:
 
 def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None:
     base_url = normalize_base_url(environment.host or "http://127.0.0.1:8080")
-    producer = Producer(
-        base_url,
-        settings.accumulator,
-        settings.token,
-        auth=settings.auth,
-        frame=settings.frame,
-    )
     health = HealthClient(base_url, settings.token)
-
-    def publish(latency_us: float) -> None:
-        environment.events.request.fire(
-            request_type="FIRE",
-            name="send-to-fire (probe)",
-            response_time=latency_us / 1000,
-            response_length=0,
-            exception=None,
-            context={},
-        )
-
+    truth_health = HealthClient(base_url, settings.token)
+    producer = None
     try:
+        truth = GroundTruth(truth_health, settings.graph)
+        state.ground_truth = truth if truth.available() else None
+        producer = Producer(
+            base_url,
+            settings.accumulator,
+            settings.token,
+            auth=settings.auth,
+            frame=settings.frame,
+            extra_headers=(GROUND_TRUTH_HEADER,) if state.ground_truth else (),
+        )
         producer.connect()
         state.probe = LatencyProbe(
             producer,
@@ -277,7 +291,7 @@ def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None
             make_feed(settings.feed, seed=1_000_003),
             poll_interval_s=settings.poll_interval_ms / 1000,
             probe_interval_s=settings.probe_interval_ms / 1000,
-            on_sample=publish,
+            on_sample=_sample_handler(environment, state, producer),
         )
         state.probe.run()
         if state.probe.error is not None:
@@ -285,5 +299,27 @@ def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None
     except LoadgenError as error:
         state.report_error(error)
     finally:
-        producer.close()
+        if producer is not None:
+            producer.close()
         health.close()
+        truth_health.close()
+
+
+def _sample_handler(environment, state: LoadgenState, producer: Producer):
+    """Return the callback that publishes each sample and checks it if it can."""
+
+    def handle(sample: ProbeSample) -> None:
+        environment.events.request.fire(
+            request_type="FIRE",
+            name="send-to-fire (probe)",
+            response_time=sample.latency_us / 1000,
+            response_length=0,
+            exception=None,
+            context={},
+        )
+        truth = state.ground_truth
+        if truth is not None:
+            true_us = truth.true_latency_us(producer.local_port, sample.sent_ns)
+            truth.check(sample.latency_us, sample.error_bound_us, true_us)
+
+    return handle

@@ -1,10 +1,15 @@
 """The send-to-fire latency probe.
 
-While load runs, the probe sends one event on its own connection, then polls the
-graph's health endpoint until the fire count changes. The latency it records is
-the time from the send to the moment the observing poll's response arrived, so
-each sample overstates the truth by at most one poll interval plus one poll
-round trip: that sum is the probe's resolution.
+The probe sends its own events on its own connection at a fixed probe rate and,
+after each send, polls the graph's health endpoint until the fire count moves.
+A sample's latency runs from the send to the arrival of the observing poll's
+response, so it overstates the truth by at most its error bound: the time from
+the previous poll's request to the observing poll's response.
+
+The probe is open-model too: probe ``k`` is due at ``start + k * interval``. When
+a slow fire holds the probe past the next due time, the next probe goes out
+late, and its latency from the intended send time includes that wait, as in
+wrk2. The latency from the actual send time does not; the report keeps both.
 """
 
 from __future__ import annotations
@@ -12,31 +17,52 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from loadgen.encoding import encode_quotes
+from loadgen.endpoints import graph_health_path
 from loadgen.errors import ConnectionProblem
-from loadgen.health import HealthClient
+from loadgen.health import HealthClient, fire_count_of
 from loadgen.histogram import LatencyHistogram
 from loadgen.producer import Producer
 
-__all__ = ["LatencyProbe"]
+__all__ = ["LatencyProbe", "ProbeSample"]
 
 logger = logging.getLogger(__name__)
 
+MAX_POLL_INTERVAL_S = 0.05
+ADAPTIVE_FRACTION = 0.05
+"""The poll interval grows to this fraction of the time waited so far, so a slow
+fire costs few polls while the error bound stays within 5% of the latency."""
+
+
+@dataclass(frozen=True)
+class ProbeSample:
+    """One measured probe, times in microseconds."""
+
+    latency_us: float
+    """From the actual send to the observing poll's response."""
+    latency_from_intended_us: float
+    """From the intended send time to the observing poll's response."""
+    error_bound_us: float
+    """Width of the window in which the fire completed."""
+    sent_ns: int
+    """``time.perf_counter_ns()`` at the send, on CLOCK_MONOTONIC on Linux."""
+
 
 class LatencyProbe:
-    """Measures send-to-fire latency by sending events and polling ``fire_count``.
+    """Measures send-to-fire latency by sending events and polling the fire count.
 
     Args:
         producer: a connected producer of its own, not shared with the load.
         health: a health client of its own.
         graph: graph whose fire count is polled.
         feed: source of probe event values.
-        poll_interval_s: pause between polls; 0.001 to 1 s is sensible.
-        probe_interval_s: pause between the end of one probe and the next send.
+        poll_interval_s: shortest pause between polls, the probe's resolution.
+        probe_interval_s: time between intended probe sends.
         timeout_s: a probe whose fire is not seen within this time is counted in
             ``timed_out`` and not recorded.
-        on_sample: called with each latency in microseconds, for live statistics.
+        on_sample: called with each sample, for live statistics and validation.
     """
 
     def __init__(
@@ -48,9 +74,16 @@ class LatencyProbe:
         poll_interval_s: float = 0.002,
         probe_interval_s: float = 0.1,
         timeout_s: float = 5.0,
-        on_sample: Callable[[float], None] | None = None,
+        on_sample: Callable[[ProbeSample], None] | None = None,
     ) -> None:
         self.histogram = LatencyHistogram()
+        """Latency from the actual send time."""
+        self.histogram_from_intended = LatencyHistogram()
+        """Latency from the intended send time, corrected for coordinated omission."""
+        self.error_bound = LatencyHistogram()
+        self.intervals: dict[int, LatencyHistogram] = {}
+        """Per-second histograms of latency from the intended send time."""
+        self.interval_origin_s = time.perf_counter()
         self.sent = 0
         self.timed_out = 0
         self.error: ConnectionProblem | None = None
@@ -60,7 +93,7 @@ class LatencyProbe:
         self._graph = graph
         self._feed = feed
         self._poll_interval_s = poll_interval_s
-        self._probe_interval_s = probe_interval_s
+        self._probe_interval_s = max(probe_interval_s, poll_interval_s)
         self._timeout_s = timeout_s
         self._on_sample = on_sample
         self._stopping = False
@@ -70,46 +103,91 @@ class LatencyProbe:
         self._stopping = True
 
     def run(self) -> None:
-        """Probe until ``stop`` is called or the connection fails."""
+        """Probe on schedule until ``stop`` is called or the connection fails."""
+        start = time.perf_counter()
+        index = 0
         try:
             while not self._stopping:
-                self.probe_once()
-                self._sleep(self._probe_interval_s)
+                intended = start + index * self._probe_interval_s
+                self._sleep(intended - time.perf_counter())
+                if self._stopping:
+                    break
+                self.probe_once(intended)
+                index += 1
+                # Probes that fell due while this one waited go out at once
+                # with their own intended times, like any open-model schedule.
         except ConnectionProblem as error:
             if not self._stopping:
                 logger.warning("latency probe stopped: %s", error)
                 self.error = error
 
-    def probe_once(self) -> float | None:
-        """Send one event and wait for the fire count to change.
+    def probe_once(self, intended_s: float | None = None) -> ProbeSample | None:
+        """Send one event and wait for the fire that follows it.
 
         Returns:
-            The latency in microseconds, or None if the fire was not seen in time.
+            The sample, or None if no fire was seen within the timeout.
         """
+        cycle_started = time.perf_counter()
         payload = encode_quotes(self._feed.next_batch(1))[0]
-        # TODO: under load another producer's event can move the fire count
-        # first, so a sample may end at a fire that did not consume the probe
-        # event; correlating through the fire log would match it exactly.
-        baseline = self._health.graph_fire_count(self._graph)
-        sent_at = time.perf_counter()
+        status = self._health.get_json(graph_health_path(self._graph))
+        baseline = fire_count_of(status)
+        # A fire already running may have taken its snapshot before the probe
+        # event arrives; then the event's own fire is the one after it.
+        # TODO: a fire that starts between this read and the event's arrival is
+        # still taken for the probe's fire; only the ground truth rules it out.
+        target = baseline + (2 if status.get("firing") is True else 1)
+        sent_ns = time.perf_counter_ns()
         self._producer.send(payload)
+        sent_at = sent_ns / 1e9
         self.sent += 1
+        # The baseline read is part of every probe, not a stall, so the delay
+        # from the intended time counts from when this probe's cycle began.
+        started_late_s = (
+            0.0 if intended_s is None else max(0.0, cycle_started - intended_s)
+        )
+        return self._wait_for_fire(target, sent_at, sent_ns, started_late_s)
+
+    def _wait_for_fire(self, target, sent_at, sent_ns, started_late_s):
         deadline = sent_at + self._timeout_s
+        previous_request = sent_at
         while True:
+            requested = time.perf_counter()
             count = self._health.graph_fire_count(self._graph)
-            observed_at = time.perf_counter()
-            if count != baseline:
-                latency_us = (observed_at - sent_at) * 1e6
-                self.histogram.record_us(latency_us)
-                if self._on_sample is not None:
-                    self._on_sample(latency_us)
-                return latency_us
-            if observed_at >= deadline or self._stopping:
-                self.timed_out += observed_at >= deadline
+            observed = time.perf_counter()
+            if count >= target:
+                sample = ProbeSample(
+                    latency_us=(observed - sent_at) * 1e6,
+                    latency_from_intended_us=(observed - sent_at + started_late_s)
+                    * 1e6,
+                    error_bound_us=(observed - previous_request) * 1e6,
+                    sent_ns=sent_ns,
+                )
+                self._record(sample, observed)
+                return sample
+            if observed >= deadline or self._stopping:
+                self.timed_out += observed >= deadline
                 return None
-            self._sleep(self._poll_interval_s)
+            previous_request = requested
+            waited = observed - sent_at
+            self._sleep(
+                min(
+                    MAX_POLL_INTERVAL_S,
+                    max(self._poll_interval_s, waited * ADAPTIVE_FRACTION),
+                )
+            )
+
+    def _record(self, sample: ProbeSample, observed_s: float) -> None:
+        self.histogram.record_us(sample.latency_us)
+        self.histogram_from_intended.record_us(sample.latency_from_intended_us)
+        self.error_bound.record_us(sample.error_bound_us)
+        second = int(observed_s - self.interval_origin_s)
+        interval = self.intervals.setdefault(second, LatencyHistogram())
+        interval.record_us(sample.latency_from_intended_us)
+        if self._on_sample is not None:
+            self._on_sample(sample)
 
     @staticmethod
     def _sleep(seconds: float) -> None:
         # time.sleep is gevent's cooperative sleep when Locust has patched it.
-        time.sleep(seconds)
+        if seconds > 0:
+            time.sleep(seconds)

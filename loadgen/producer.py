@@ -41,8 +41,10 @@ class Producer:
         auth: str = "header",
         frame: str = "binary",
         timeout_s: float = 10.0,
+        extra_headers: tuple[str, ...] = (),
     ) -> None:
         self.accumulator = accumulator
+        self._extra_headers = list(extra_headers)
         self._base_url = base_url
         self._url = accumulator_ws_url(base_url, accumulator)
         self._token = token
@@ -59,6 +61,13 @@ class Producer:
     def connected(self) -> bool:
         return self._ws is not None and self._ws.connected
 
+    @property
+    def local_port(self) -> int | None:
+        """Return this end's TCP port, which the server sees as the peer port."""
+        if self._ws is None or self._ws.sock is None:
+            return None
+        return self._ws.sock.getsockname()[1]
+
     def connect(self) -> float:
         """Open the connection and return how long the handshake took, in seconds.
 
@@ -66,11 +75,11 @@ class Producer:
             ConnectionProblem: refused, unreachable, timed out, 401, 403 or other
                 rejection; the message says what to change.
         """
-        url, header = self._url, []
+        url, header = self._url, list(self._extra_headers)
         if self._auth == "query":
             url = f"{url}?token={self._token}"
         else:
-            header = [f"Authorization: Bearer {self._token}"]
+            header.append(f"Authorization: Bearer {self._token}")
         ws = websocket.WebSocket(enable_multithread=False)
         started = time.perf_counter()
         try:

@@ -1,12 +1,11 @@
 """``loadgen run``: a headless Locust run with the latency probe and a report.
 
-Locust is imported inside ``run_load`` because importing it patches the standard
+Locust is imported inside ``_measure`` because importing it patches the standard
 library for gevent; the rest of the command line stays unpatched.
 """
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,16 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from loadgen import __version__
 from loadgen.embedded_server import EmbeddedServer
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FeedError, make_feed
 from loadgen.health import HealthClient
-from loadgen.histogram import LatencyHistogram
 from loadgen.producer import Producer
-from loadgen.report import SCHEMA_VERSION, default_report_path, write_report
+from loadgen.report import default_report_path, write_report
+from loadgen.run_report import RunFacts, build_run_report
 from loadgen.settings import LoadSettings
+from loadgen.shapes import LoadShape
+from loadgen.usage import ProcessUsage
 
 __all__ = ["RunConfig", "RunResult", "run_load"]
 
@@ -50,19 +50,27 @@ class RunConfig:
     spawn_rate: float | None = None
     output: Path | None = None
     server_args: tuple[str, ...] = field(default=())
+    shape: LoadShape | None = None
+    """Target rate over time; None means ``rate_per_s`` for ``duration_s``."""
 
     def __repr__(self) -> str:
         return (
             f"RunConfig(host={self.host!r}, users={self.users}, rate={self.rate_per_s})"
         )
 
+    def load_shape(self) -> LoadShape:
+        if self.shape is not None:
+            return self.shape
+        return LoadShape.constant(self.rate_per_s, self.duration_s)
+
     def settings(self, token: str) -> LoadSettings:
+        shape = self.load_shape()
         return LoadSettings(
             token=token,
             accumulator=self.accumulator,
             graph=self.graph,
             feed=self.feed,
-            rate_per_user=self.rate_per_s / self.users,
+            rate_per_user=max(shape.total_events / shape.duration_s, 1e-9) / self.users,
             auth=self.auth,
             frame=self.frame,
             poll_interval_ms=self.poll_interval_ms,
@@ -73,14 +81,15 @@ class RunConfig:
         """Raise ``UsageProblem`` naming the first unusable value and its fix."""
         if self.users < 1:
             raise UsageProblem(f"invalid --users {self.users}: use 1 or more")
-        if not self.rate_per_s > 0:
-            raise UsageProblem(
-                f"invalid --rate {self.rate_per_s:g}: use events per second above 0"
-            )
-        if not self.duration_s > 0:
-            raise UsageProblem(
-                f"invalid --duration {self.duration_s:g}: use seconds above 0"
-            )
+        if self.shape is None:
+            if not 0 < self.rate_per_s < float("inf"):
+                raise UsageProblem(
+                    f"invalid --rate {self.rate_per_s:g}: use events per second above 0"
+                )
+            if not 0 < self.duration_s < float("inf"):
+                raise UsageProblem(
+                    f"invalid --duration {self.duration_s:g}: use seconds above 0"
+                )
         if self.spawn_rate is not None and not self.spawn_rate > 0:
             raise UsageProblem(
                 f"invalid --spawn-rate {self.spawn_rate:g}: "
@@ -128,7 +137,7 @@ def run_load(config: RunConfig, progress: TextIO = sys.stderr) -> RunResult:
     try:
         settings = config.settings(token)
         settings.validate()
-        return _measure(config, settings, base_url, server is not None, progress)
+        return _measure(config, settings, base_url, server, progress)
     finally:
         if server is not None:
             server.stop()
@@ -157,13 +166,7 @@ def _preflight(settings: LoadSettings, base_url: str) -> tuple[int, int | None]:
     return fire_count, received
 
 
-def _measure(
-    config: RunConfig,
-    settings: LoadSettings,
-    base_url: str,
-    embedded: bool,
-    progress: TextIO,
-) -> RunResult:
+def _measure(config, settings, base_url, server, progress) -> RunResult:
     fire_count_before, received_before = _preflight(settings, base_url)
 
     import gevent
@@ -186,58 +189,95 @@ def _measure(
         parsed_options=options,
     )
     state = state_of(environment)
+    shape = config.load_shape()
+    state.shape, state.slots = shape, config.users
     runner = environment.create_local_runner()
-    started_at = datetime.now(UTC)
-    load_started = time.perf_counter()
-    outcome = {"status": "completed", "error": None}
+    facts = RunFacts(
+        config=config,
+        settings=settings,
+        base_url=base_url,
+        embedded=server is not None,
+        shape=shape,
+        started_at=datetime.now(UTC),
+        fire_count_before=fire_count_before,
+        usage=ProcessUsage(server.pid if server is not None else None),
+    )
+    fire_counts = _FireCounter(settings, base_url, fire_count_before)
+    state.start_s = time.perf_counter()
+    state.counters.timeline.start_s = state.start_s
     try:
         runner.start(config.users, spawn_rate=config.spawn_rate or config.users)
-        _wait(config, state, load_started, progress, gevent)
+        _wait(shape.duration_s, state, fire_counts, progress, gevent)
         if state.fatal_error is not None:
-            outcome = {"status": "failed", "error": str(state.fatal_error)}
+            facts.outcome = {"status": "failed", "error": str(state.fatal_error)}
     except KeyboardInterrupt:
-        outcome = {"status": "interrupted", "error": "stopped by Ctrl-C"}
+        facts.outcome = {"status": "interrupted", "error": "stopped by Ctrl-C"}
     finally:
-        load_s = time.perf_counter() - load_started
+        facts.load_s = time.perf_counter() - state.start_s
+        facts.usage.stop()
         runner.stop()
         runner.quit()
 
-    counts, fire_count_after = _settle(settings, base_url, state, received_before)
-    report = _build_report(
-        config,
-        settings,
-        base_url,
-        embedded,
-        started_at,
-        load_s,
-        state,
-        counts,
-        fire_count_before,
-        fire_count_after,
-        outcome,
+    facts.counts, facts.fire_count_after = _settle(
+        settings, base_url, state, received_before
     )
+    if facts.fire_count_after is not None:
+        fire_counts.finish(facts.fire_count_after)
+    facts.fired_per_second = fire_counts.per_second
+    fire_counts.close()
+    report = build_run_report(facts, state)
     path = write_report(
         report, config.output or default_report_path(report["started_at"])
     )
-    exit_code = {"completed": 0, "interrupted": 130}.get(outcome["status"], 1)
+    exit_code = {"completed": 0, "interrupted": 130}.get(facts.outcome["status"], 1)
     return RunResult(report=report, path=path, exit_code=exit_code)
 
 
-def _wait(config, state, load_started: float, progress: TextIO, gevent) -> None:
-    """Sleep through the run, printing progress each second."""
-    next_progress = load_started + PROGRESS_INTERVAL_S
+class _FireCounter:
+    """Reads the graph's fire count once a second for the timeline."""
+
+    def __init__(self, settings: LoadSettings, base_url: str, start_count: int):
+        self._health = HealthClient(base_url, settings.token, timeout_s=2.0)
+        self._graph = settings.graph
+        self._last = start_count
+        self.per_second: list[int | None] = []
+
+    def sample(self) -> int | None:
+        try:
+            count = self._health.graph_fire_count(self._graph)
+        except LoadgenError:
+            self.per_second.append(None)
+            return None
+        self.per_second.append(count - self._last)
+        self._last = count
+        return count
+
+    def finish(self, final_count: int) -> None:
+        """Count the fires after the last sample into a final interval."""
+        self.per_second.append(final_count - self._last)
+        self._last = final_count
+
+    def close(self) -> None:
+        self._health.close()
+
+
+def _wait(duration_s, state, fire_counts, progress: TextIO, gevent) -> None:
+    """Sleep through the run, sampling fires and printing progress each second."""
+    start = state.start_s
+    next_tick = start + PROGRESS_INTERVAL_S
     last_sent = 0
     while True:
         now = time.perf_counter()
-        elapsed = now - load_started
-        if elapsed >= config.duration_s or state.fatal_error is not None:
+        elapsed = now - start
+        if elapsed >= duration_s or state.fatal_error is not None:
             return
-        if now >= next_progress:
+        if now >= next_tick:
+            fire_counts.sample()
             sent = state.counters.sent
             print(_progress_line(elapsed, state, sent - last_sent), file=progress)
             last_sent = sent
-            next_progress += PROGRESS_INTERVAL_S
-        gevent.sleep(min(0.05, config.duration_s - elapsed))
+            next_tick += PROGRESS_INTERVAL_S
+        gevent.sleep(min(0.05, duration_s - elapsed, max(0.0, next_tick - now)))
 
 
 def _progress_line(elapsed_s: float, state, sent_last_s: int) -> str:
@@ -248,13 +288,15 @@ def _progress_line(elapsed_s: float, state, sent_last_s: int) -> str:
         latency = f"{probe.histogram.value_at_percentile(99) / 1000:.2f} ms"
     return (
         f"{elapsed_s:6.1f}s  sent {counters.sent:>10,} ({sent_last_s:,}/s)  "
-        f"failed {counters.failed:,}  probe p99 {latency}"
+        f"failed {counters.failed:,}  late {counters.late:,}  probe p99 {latency}"
     )
 
 
 def _settle(settings: LoadSettings, base_url: str, state, received_before):
     """Wait until the server has counted every sent event, then read its counts."""
     counts = state.counters.as_dict()
+    probe_sent = state.probe.sent if state.probe is not None else 0
+    expected = counts["sent"] + probe_sent
     health = HealthClient(base_url, settings.token, timeout_s=2.0)
     received = None
     fire_count = None
@@ -264,7 +306,7 @@ def _settle(settings: LoadSettings, base_url: str, state, received_before):
             total = health.accumulator_events_total(settings.accumulator)
             if total is not None and received_before is not None:
                 received = total - received_before
-            if received is None or received >= counts["sent"]:
+            if received is None or received >= expected:
                 break
             if time.monotonic() >= deadline:
                 break
@@ -274,84 +316,8 @@ def _settle(settings: LoadSettings, base_url: str, state, received_before):
         pass
     finally:
         health.close()
-    # The probe's events reach the same accumulator; count them as sent too so
-    # that the server's count can be compared with ours.
-    probe_sent = state.probe.sent if state.probe is not None else 0
+    # The probe's events reach the same accumulator; they are counted apart so
+    # that the server's count can be compared with the producers'.
     counts["probe_events_sent"] = probe_sent
     counts["server_received"] = None if received is None else received - probe_sent
     return counts, fire_count
-
-
-def _build_report(
-    config,
-    settings,
-    base_url,
-    embedded,
-    started_at,
-    load_s,
-    state,
-    counts,
-    fire_count_before,
-    fire_count_after,
-    outcome,
-) -> dict:
-    probe = state.probe
-    histogram = probe.histogram if probe is not None else LatencyHistogram()
-    fires_during = (
-        None if fire_count_after is None else fire_count_after - fire_count_before
-    )
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {
-            "name": "loadgen",
-            "version": __version__,
-            "python": platform.python_version(),
-        },
-        "started_at": started_at.isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
-        ),
-        "finished_at": datetime.now(UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
-        "duration_s": round(load_s, 3),
-        "target": {
-            "base_url": base_url,
-            "embedded_reference_server": embedded,
-            "accumulator": settings.accumulator,
-            "graph": settings.graph,
-        },
-        "config": {
-            "users": config.users,
-            "rate_per_s": config.rate_per_s,
-            "rate_per_user": settings.rate_per_user,
-            "duration_s": config.duration_s,
-            "spawn_rate": config.spawn_rate or config.users,
-            "feed": settings.feed,
-            "auth": settings.auth,
-            "frame": settings.frame,
-            "poll_interval_ms": settings.poll_interval_ms,
-            "probe_interval_ms": settings.probe_interval_ms,
-        },
-        "counts": counts,
-        "throughput": {
-            "send_rate_per_s": round(counts["sent"] / load_s, 1) if load_s else 0.0,
-            "target_rate_per_s": config.rate_per_s,
-        },
-        "fires": {
-            "fire_count_before": fire_count_before,
-            "fire_count_after": fire_count_after,
-            "fires_during_run": fires_during,
-        },
-        "latency": {
-            "send_to_fire": {
-                "unit": "us",
-                "method": f"poll fire count of /v1/health/graphs/{settings.graph}",
-                "resolution_us": round(settings.poll_interval_ms * 1000),
-                "probes_sent": probe.sent if probe is not None else 0,
-                "probes_timed_out": probe.timed_out if probe is not None else 0,
-                "summary": histogram.summary(),
-                "histogram": histogram.encode(),
-            }
-        },
-        "outcome": outcome,
-    }
