@@ -27,8 +27,8 @@ class Timeline:
         values[index] += count
 
     def as_dict(self, length: int | None = None) -> dict[str, list[int]]:
-        """Return each series padded (or cut) to ``length`` intervals."""
-        size = length or max((len(v) for v in self.series.values()), default=0)
+        """Return each series padded to at least ``length`` intervals."""
+        size = max([length or 0, *(len(v) for v in self.series.values())])
         return {
             name: (values + [0] * size)[:size] for name, values in self.series.items()
         }

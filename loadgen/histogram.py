@@ -37,6 +37,11 @@ class LatencyHistogram:
         self._hdr.record_value(value)
 
     @property
+    def hdr(self) -> HdrHistogram:
+        """The underlying ``hdrh`` histogram, for HdrHistogram's own tools."""
+        return self._hdr
+
+    @property
     def count(self) -> int:
         return self._hdr.get_total_count()
 

@@ -293,6 +293,9 @@ def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None
             probe_interval_s=settings.probe_interval_ms / 1000,
             on_sample=_sample_handler(environment, state, producer),
         )
+        if state.shape is not None:
+            # Line the probe's per-second intervals up with the run's timeline.
+            state.probe.interval_origin_s = state.start_s
         state.probe.run()
         if state.probe.error is not None:
             state.report_error(state.probe.error)

@@ -142,8 +142,8 @@ def _latency_section(settings, probe, state) -> dict:
 
 
 def _timeline(facts: RunFacts, state, probe) -> dict:
-    seconds = max(1, int(facts.load_s + 0.999))
-    series = state.counters.timeline.as_dict(seconds)
+    series = state.counters.timeline.as_dict(max(1, round(facts.load_s)))
+    seconds = len(series["sent"])
     fired = (facts.fired_per_second + [None] * seconds)[:seconds]
     intervals = []
     for second in range(seconds):

@@ -17,6 +17,7 @@ from loadgen.embedded_server import EmbeddedServer
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FeedError, make_feed
+from loadgen.hdr_log import write_interval_log
 from loadgen.health import HealthClient
 from loadgen.producer import Producer
 from loadgen.report import default_report_path, write_report
@@ -226,9 +227,13 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     facts.fired_per_second = fire_counts.per_second
     fire_counts.close()
     report = build_run_report(facts, state)
-    path = write_report(
-        report, config.output or default_report_path(report["started_at"])
-    )
+    path = Path(config.output or default_report_path(report["started_at"]))
+    if state.probe is not None:
+        log_path = path.with_suffix(".hlog")
+        report["timeline"]["interval_log"] = log_path.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_interval_log(log_path, state.probe.intervals, facts.started_at)
+    path = write_report(report, path)
     exit_code = {"completed": 0, "interrupted": 130}.get(facts.outcome["status"], 1)
     return RunResult(report=report, path=path, exit_code=exit_code)
 

@@ -72,8 +72,10 @@ class Threshold:
             if baseline == 0:
                 return True
             return candidate / baseline >= self.value
-        worse = baseline - candidate if self.metric in HIGHER_IS_BETTER else (
-            candidate - baseline
+        worse = (
+            baseline - candidate
+            if self.metric in HIGHER_IS_BETTER
+            else (candidate - baseline)
         )
         if self.kind == "relative":
             return worse <= self.value * abs(baseline)
@@ -84,8 +86,10 @@ class Threshold:
         if self.kind == "ratio":
             return f"ratio >= {self.value:g}"
         if self.kind == "relative":
-            return f"+{self.value * 100:g}%" if self.metric not in HIGHER_IS_BETTER else (
-                f"-{self.value * 100:g}%"
+            return (
+                f"+{self.value * 100:g}%"
+                if self.metric not in HIGHER_IS_BETTER
+                else (f"-{self.value * 100:g}%")
             )
         if self.metric == "error_rate":
             return f"+{self.value * 100:g} pp"
@@ -179,7 +183,9 @@ def _threshold(name: str, value: str, kind: str, where: str) -> Threshold:
     metric = METRIC_ALIASES.get(name.lower(), name.lower())
     if metric not in METRICS:
         known = ", ".join(METRICS)
-        raise UsageProblem(f"invalid {where}: unknown metric {name!r}; use one of {known}")
+        raise UsageProblem(
+            f"invalid {where}: unknown metric {name!r}; use one of {known}"
+        )
     if kind == "min_ratio":
         if metric not in HIGHER_IS_BETTER:
             raise UsageProblem(
