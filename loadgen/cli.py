@@ -184,3 +184,10 @@ def _server_args(server_config: Path | None) -> tuple[str, ...]:
 def _fail(error: LoadgenError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2 if isinstance(error, UsageProblem) else 1)
+
+
+from loadgen.cli_reports import compare, merge, report  # noqa: E402
+
+main.add_command(report)
+main.add_command(compare)
+main.add_command(merge)
