@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["LoadgenError", "ConnectionProblem", "UsageProblem"]
+__all__ = ["LoadgenError", "ConnectionProblem", "UsageProblem", "FATAL_KINDS"]
+
+FATAL_KINDS = frozenset(
+    {
+        "unauthorized",
+        "forbidden",
+        "unknown_accumulator",
+        "not_found",
+        "no_tickets",
+        "usage",
+    }
+)
+"""Error kinds that retrying cannot fix: a rejected key, an unknown name, no
+ticket endpoint, or an unusable option."""
 
 
 class LoadgenError(Exception):

@@ -70,29 +70,41 @@ class HealthClient:
         Raises:
             ConnectionProblem: unreachable, 401, 403, 404 or a non-JSON reply.
         """
+        return self._json("GET", path, not_found)
+
+    def post_json(self, path: str, body: dict | None = None) -> dict:
+        """POST a JSON body to ``path`` and return the JSON object it answers.
+
+        Raises:
+            ConnectionProblem: as for ``get_json``.
+        """
+        return self._json("POST", path, None, json.dumps(body or {}).encode())
+
+    def _json(self, method, path, not_found, payload: bytes | None = None) -> dict:
         for attempt in (1, 2):
             try:
-                status, body = self._request(path)
+                status, body = self._request(method, path, payload)
                 break
             except (http.client.HTTPException, ConnectionResetError, BrokenPipeError):
                 self.close()
                 if attempt == 2:
                     raise ConnectionProblem(
-                        f"{self._base_url} closed the connection during GET {path}: "
+                        f"{self._base_url} closed the connection during {method} "
+                        f"{path}: "
                         "check that the server is still running",
                         kind="disconnected",
                     ) from None
             except OSError as error:
                 self.close()
                 raise self._unreachable(error) from None
-        return self._decode(path, status, body, not_found)
+        return self._decode(f"{method} {path}", status, body, not_found)
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
-    def _request(self, path: str) -> tuple[int, bytes]:
+    def _request(self, method: str, path: str, payload: bytes | None):
         if self._connection is None:
             if self._https:
                 self._connection = http.client.HTTPSConnection(
@@ -102,31 +114,36 @@ class HealthClient:
                 self._connection = http.client.HTTPConnection(
                     self._host, self._port, timeout=self._timeout_s
                 )
-        self._connection.request("GET", quote(path, safe="/?=&"), headers=self._headers)
+        headers = self._headers
+        if payload is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        self._connection.request(
+            method, quote(path, safe="/?=&"), body=payload, headers=headers
+        )
         response = self._connection.getresponse()
         return response.status, response.read()
 
-    def _decode(self, path: str, status: int, body: bytes, not_found: str | None):
+    def _decode(self, request: str, status: int, body: bytes, not_found):
         if status == 401:
             raise ConnectionProblem(
-                "the server rejected the API key (HTTP 401 on GET "
-                f"{path}): set TOKEN or --token to a valid API key",
+                f"the server rejected the API key (HTTP 401 on {request}): "
+                "set TOKEN or --token to a valid API key",
                 kind="unauthorized",
             )
         if status == 403:
             raise ConnectionProblem(
-                f"the API key may not read {path} (HTTP 403): use an admin key",
+                f"the API key may not use {request} (HTTP 403): use an admin key",
                 kind="forbidden",
             )
         if status == 404 and not_found:
             raise ConnectionProblem(
-                f"{not_found} not found on the server (HTTP 404 on GET {path}): "
+                f"{not_found} not found on the server (HTTP 404 on {request}): "
                 "check the name against /v1/health/graphs and set --graph",
                 kind="not_found",
             )
         if status != 200:
             raise ConnectionProblem(
-                f"GET {path} returned HTTP {status}: check --host points at a "
+                f"{request} returned HTTP {status}: check --host points at a "
                 "Cloacina server",
                 kind=f"http_{status}",
             )
@@ -136,7 +153,7 @@ class HealthClient:
             document = None
         if not isinstance(document, dict):
             raise ConnectionProblem(
-                f"GET {path} did not return a JSON object: check --host points at "
+                f"{request} did not return a JSON object: check --host points at "
                 "a Cloacina server",
                 kind="bad_response",
             )

@@ -15,10 +15,11 @@ import gevent
 from locust import User, constant, events, task
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadgen.backoff import Backoff
 from loadgen.counters import RunCounters
 from loadgen.encoding import encode_quotes
 from loadgen.endpoints import normalize_base_url
-from loadgen.errors import ConnectionProblem, LoadgenError
+from loadgen.errors import FATAL_KINDS, ConnectionProblem, LoadgenError
 from loadgen.feeds import make_feed
 from loadgen.ground_truth import GROUND_TRUTH_HEADER, GroundTruth
 from loadgen.health import HealthClient
@@ -33,11 +34,9 @@ __all__ = ["OrderbookUser", "LoadgenState", "state_of"]
 
 logger = logging.getLogger(__name__)
 
-FATAL_KINDS = frozenset({"unauthorized", "forbidden", "unknown_accumulator", "usage"})
-"""Errors that retrying cannot fix; ``loadgen run`` stops at the first one."""
 
-RECONNECT_PAUSE_S = 1.0
 MIN_SLEEP_S = 0.001
+MAX_SLEEP_S = 0.5
 LATE_THRESHOLD_S = 0.010
 """An event sent more than this after its intended send time counts as late."""
 UNBOUNDED_S = 1e9
@@ -66,6 +65,11 @@ class LoadgenState:
         """Set when the server offers ground truth to validate probe samples."""
         self.schedule_lag = LatencyHistogram()
         """Lag of the oldest event of each batch behind its intended send time."""
+        self.outage_windows: list[tuple[float, float]] = []
+        """(start, end) on ``time.perf_counter`` of each lost connection."""
+
+    def close_outage(self, started_s: float, ended_s: float) -> None:
+        self.outage_windows.append((started_s, ended_s))
 
     def report_error(self, error: LoadgenError) -> None:
         """Log each kind of error once and keep the first fatal one."""
@@ -86,7 +90,7 @@ def state_of(environment) -> LoadgenState:
 
 
 class OrderbookUser(User):
-    """A producer with one persistent connection and a constant per-user rate."""
+    """A producer with one persistent connection that paces its own events."""
 
     wait_time = constant(0)
 
@@ -99,15 +103,26 @@ class OrderbookUser(User):
         self.feed = make_feed(self.settings.feed, seed=index, offset=index * 1000)
         self.producer = self._make_producer()
         self.schedule = self._make_schedule(index)
+        self.backoff = Backoff(
+            self.settings.reconnect_min_ms / 1000, self.settings.reconnect_max_ms / 1000
+        )
         self.next_connect_s = 0.0
+        self.outage_started_s: float | None = None
         self.request_name = f"send {self.settings.accumulator}"
 
     def on_stop(self) -> None:
+        if self.outage_started_s is not None:
+            self.state.close_outage(self.outage_started_s, time.perf_counter())
+            self.outage_started_s = None
         self.producer.close()
 
     @task
     def send_due_events(self) -> None:
-        """Send every event that is due, then sleep until the next one."""
+        """Send every event that is due, then sleep until the next one.
+
+        Events that fall due while the connection is down fail with the reason
+        ``not_connected``, so the offered load is accounted for in full.
+        """
         now = time.perf_counter()
         first, due = self.schedule.take_due(now)
         if not self.producer.connected and not self._connect(now):
@@ -115,7 +130,9 @@ class OrderbookUser(User):
         elif due:
             self._send_batch(first, due)
         pause = self.schedule.seconds_until_next(time.perf_counter())
-        gevent.sleep(min(max(MIN_SLEEP_S, pause), RECONNECT_PAUSE_S))
+        if not self.producer.connected:
+            pause = min(pause, max(0.0, self.next_connect_s - time.perf_counter()))
+        gevent.sleep(min(max(MIN_SLEEP_S, pause), MAX_SLEEP_S))
 
     def _make_schedule(self, index: int) -> Schedule:
         if self.state.shape is not None:
@@ -136,32 +153,37 @@ class OrderbookUser(User):
     def _connect(self, now: float) -> bool:
         if now < self.next_connect_s:
             return False
-        fire = self.environment.events.request.fire
         try:
             connect_s = self.producer.connect()
         except ConnectionProblem as error:
-            self.next_connect_s = now + RECONNECT_PAUSE_S
+            self._connection_failed(now, error)
             self.state.counters.connect_failures_by_kind[error.kind] += 1
-            self.state.report_error(error)
-            fire(
-                request_type="WS",
-                name="connect",
-                response_time=0,
-                response_length=0,
-                exception=error,
-                context={},
-            )
+            self._fire_connect(0.0, error)
             return False
         self.state.counters.connects += 1
-        fire(
+        self.backoff.reset()
+        if self.outage_started_s is not None:
+            self.state.close_outage(self.outage_started_s, time.perf_counter())
+            self.outage_started_s = None
+        self._fire_connect(connect_s, None)
+        return True
+
+    def _connection_failed(self, now: float, error: ConnectionProblem) -> None:
+        """Schedule the next attempt and mark the start of an outage."""
+        self.state.report_error(error)
+        self.next_connect_s = now + self.backoff.next_delay()
+        if self.outage_started_s is None and self.state.counters.connects:
+            self.outage_started_s = now
+
+    def _fire_connect(self, seconds: float, error) -> None:
+        self.environment.events.request.fire(
             request_type="WS",
             name="connect",
-            response_time=connect_s * 1000,
+            response_time=seconds * 1000,
             response_length=0,
-            exception=None,
+            exception=error,
             context={},
         )
-        return True
 
     def _send_batch(self, first: int, count: int) -> None:
         counters = self.state.counters
@@ -176,8 +198,7 @@ class OrderbookUser(User):
                 self.producer.send(payload)
             except ConnectionProblem as error:
                 counters.record_failed(sent_at, error.kind, count - position)
-                self.state.report_error(error)
-                self.next_connect_s = time.perf_counter() + RECONNECT_PAUSE_S
+                self._connection_failed(sent_at, error)
                 self._fire_request(0.0, 0, error)
                 return
             late = 1 if first + position < late_until else 0

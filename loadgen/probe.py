@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from loadgen.backoff import Backoff
 from loadgen.encoding import encode_quotes
 from loadgen.endpoints import graph_health_path
-from loadgen.errors import ConnectionProblem
+from loadgen.errors import FATAL_KINDS, ConnectionProblem
 from loadgen.health import HealthClient, fire_count_of
 from loadgen.histogram import LatencyHistogram
 from loadgen.producer import Producer
@@ -97,29 +98,60 @@ class LatencyProbe:
         self._timeout_s = timeout_s
         self._on_sample = on_sample
         self._stopping = False
+        self._backoff = Backoff(0.1, 2.0)
+        self._connected = True
+        self.missed = 0
+        """Probes that fell due while the server could not be reached."""
+        self.outages = 0
 
     def stop(self) -> None:
         """Ask the probe loop to end after its current probe."""
         self._stopping = True
 
     def run(self) -> None:
-        """Probe on schedule until ``stop`` is called or the connection fails."""
+        """Probe on schedule until ``stop`` is called or an error cannot pass.
+
+        A lost connection or an unreachable server is retried with backoff;
+        a rejected key or an unknown name ends the probe and is kept in
+        ``error``. Probes that fall due during an outage are skipped, not sent
+        late, and counted in ``missed``.
+        """
         start = time.perf_counter()
         index = 0
-        try:
-            while not self._stopping:
-                intended = start + index * self._probe_interval_s
-                self._sleep(intended - time.perf_counter())
-                if self._stopping:
-                    break
+        while not self._stopping:
+            intended = start + index * self._probe_interval_s
+            self._sleep(intended - time.perf_counter())
+            if self._stopping:
+                break
+            try:
                 self.probe_once(intended)
-                index += 1
-                # Probes that fell due while this one waited go out at once
-                # with their own intended times, like any open-model schedule.
-        except ConnectionProblem as error:
-            if not self._stopping:
-                logger.warning("latency probe stopped: %s", error)
-                self.error = error
+                self._backoff.reset()
+            except ConnectionProblem as error:
+                if error.kind in FATAL_KINDS:
+                    if not self._stopping:
+                        logger.warning("latency probe stopped: %s", error)
+                        self.error = error
+                    return
+                self._recover(error)
+                skipped = int((time.perf_counter() - start) / self._probe_interval_s)
+                self.missed += max(0, skipped - index)
+                index = max(index, skipped)
+            index += 1
+
+    def _recover(self, error: ConnectionProblem) -> None:
+        """Wait with backoff, then reconnect; stay quiet while the outage lasts."""
+        if self.outages == 0 or self._connected:
+            logger.warning("latency probe lost its connection: %s", error)
+            self.outages += 1
+        self._connected = False
+        self._health.close()
+        self._sleep(self._backoff.next_delay())
+        try:
+            self._producer.close()
+            self._producer.connect()
+            self._connected = True
+        except ConnectionProblem:
+            pass
 
     def probe_once(self, intended_s: float | None = None) -> ProbeSample | None:
         """Send one event and wait for the fire that follows it.

@@ -11,19 +11,24 @@ import logging
 import socket
 import ssl
 import time
+from urllib.parse import quote
 
 import websocket
 
 from loadgen.endpoints import accumulator_ws_url
 from loadgen.errors import ConnectionProblem
+from loadgen.health import HealthClient
 from loadgen.secrets import redact_text
 
 __all__ = ["Producer", "AUTH_MODES", "FRAME_TYPES"]
 
 logger = logging.getLogger(__name__)
 
-AUTH_MODES = ("header", "query")
-"""``header`` sends ``Authorization: Bearer KEY``; ``query`` appends ``?token=KEY``."""
+AUTH_MODES = ("header", "query", "ticket")
+"""``header`` sends ``Authorization: Bearer KEY``; ``query`` appends ``?token=KEY``;
+``ticket`` fetches a single-use ticket from ``POST /v1/auth/ws-ticket`` with the
+key for every connection and sends it as ``?token=TICKET``, as today's Cloacina
+server requires of clients that cannot set headers."""
 
 FRAME_TYPES = ("binary", "text")
 
@@ -76,8 +81,12 @@ class Producer:
                 rejection; the message says what to change.
         """
         url, header = self._url, list(self._extra_headers)
+        secret = self._token
         if self._auth == "query":
             url = f"{url}?token={self._token}"
+        elif self._auth == "ticket":
+            secret = self._fetch_ticket()
+            url = f"{url}?token={quote(secret, safe='')}"
         else:
             header.append(f"Authorization: Bearer {self._token}")
         ws = websocket.WebSocket(enable_multithread=False)
@@ -86,7 +95,7 @@ class Producer:
             ws.connect(url, header=header, timeout=self._timeout_s)
         except Exception as error:  # noqa: BLE001 - every cause is classified
             ws.shutdown()
-            raise self._classify_connect_error(error) from None
+            raise self._classify_connect_error(error, secret) from None
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._ws = ws
         return time.perf_counter() - started
@@ -176,7 +185,36 @@ class Producer:
             kind=f"closed_{code}",
         )
 
-    def _classify_connect_error(self, error: Exception) -> ConnectionProblem:
+    def _fetch_ticket(self) -> str:
+        """Return a fresh single-use WebSocket ticket.
+
+        Raises:
+            ConnectionProblem: the server has no ticket endpoint or refused the key.
+        """
+        health = HealthClient(self._base_url, self._token, timeout_s=self._timeout_s)
+        try:
+            reply = health.post_json("/v1/auth/ws-ticket")
+        except ConnectionProblem as error:
+            if error.kind in ("http_404", "http_405"):
+                raise ConnectionProblem(
+                    "the server has no ticket endpoint (POST /v1/auth/ws-ticket): "
+                    "use --auth header or --auth query",
+                    kind="no_tickets",
+                ) from None
+            raise
+        finally:
+            health.close()
+        ticket = reply.get("ticket")
+        if not isinstance(ticket, str) or not ticket:
+            raise ConnectionProblem(
+                "POST /v1/auth/ws-ticket returned no ticket: use --auth header",
+                kind="no_tickets",
+            )
+        return ticket
+
+    def _classify_connect_error(
+        self, error: Exception, secret: str
+    ) -> ConnectionProblem:
         where = self._base_url
         if isinstance(error, websocket.WebSocketBadStatusException):
             return self._rejected_upgrade(error.status_code)
@@ -202,19 +240,20 @@ class Producer:
                 "does not serve TLS",
                 kind="tls",
             )
-        detail = redact_text(str(error), [self._token])
+        detail = redact_text(str(error), [self._token, secret])
         return ConnectionProblem(
             f"WebSocket connection to {where} failed: {detail}", kind="connect_failed"
         )
 
     def _rejected_upgrade(self, status: int) -> ConnectionProblem:
         if status == 401:
-            hint = (
-                "set TOKEN or --token to a valid API key"
-                if self._auth == "header"
-                else "set TOKEN or --token to a valid key; today's Cloacina server "
-                "takes only single-use tickets in ?token=, so use --auth header"
-            )
+            hint = {
+                "header": "set TOKEN or --token to a valid API key",
+                "query": "set TOKEN or --token to a valid key; today's Cloacina "
+                "server takes only single-use tickets in ?token=, so use --auth "
+                "header or --auth ticket",
+                "ticket": "the ticket was refused; tickets last 60 s and work once",
+            }[self._auth]
             return ConnectionProblem(
                 f"the server rejected the API key (HTTP 401 at upgrade): {hint}",
                 kind="unauthorized",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadgen import __version__
+from loadgen.backoff import merge_windows
 from loadgen.histogram import LatencyHistogram
 from loadgen.report import SCHEMA_VERSION
 
@@ -101,6 +102,7 @@ def build_run_report(facts: RunFacts, state) -> dict:
         "latency": _latency_section(settings, probe, state),
         "timeline": _timeline(facts, state, probe),
         "self_check": _self_check(facts, state, send_rate, target_rate),
+        "outages": _outages(state),
         "outcome": facts.outcome,
     }
 
@@ -186,6 +188,20 @@ def _self_check(facts: RunFacts, state, send_rate: float, target_rate: float) ->
         "server_cpu_percent": server_cpu,
         "kept_up": kept_up,
         "notes": notes,
+    }
+
+
+def _outages(state) -> dict:
+    """Return the windows in which producers had no connection, from run start."""
+    relative = [
+        (start - state.start_s, end - state.start_s)
+        for start, end in state.outage_windows
+    ]
+    probe = state.probe
+    return {
+        "windows": merge_windows(relative),
+        "probe_outages": probe.outages if probe is not None else 0,
+        "probes_missed": probe.missed if probe is not None else 0,
     }
 
 

@@ -24,6 +24,7 @@ from loadgen.report import default_report_path, write_report
 from loadgen.run_report import RunFacts, build_run_report
 from loadgen.settings import LoadSettings
 from loadgen.shapes import LoadShape
+from loadgen.stop_signals import StopSignals
 from loadgen.usage import ProcessUsage
 
 __all__ = ["RunConfig", "RunResult", "run_load"]
@@ -204,15 +205,19 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         usage=ProcessUsage(server.pid if server is not None else None),
     )
     fire_counts = _FireCounter(settings, base_url, fire_count_before)
+    signals = StopSignals(gevent)
     state.start_s = time.perf_counter()
     state.counters.timeline.start_s = state.start_s
     try:
         runner.start(config.users, spawn_rate=config.spawn_rate or config.users)
-        _wait(shape.duration_s, state, fire_counts, progress, gevent)
+        _wait(shape.duration_s, state, fire_counts, progress, gevent, signals)
         if state.fatal_error is not None:
             facts.outcome = {"status": "failed", "error": str(state.fatal_error)}
+        elif signals.received:
+            facts.outcome = signals.outcome()
     except KeyboardInterrupt:
-        facts.outcome = {"status": "interrupted", "error": "stopped by Ctrl-C"}
+        signals.received.append("SIGINT")
+        facts.outcome = signals.outcome()
     finally:
         facts.load_s = time.perf_counter() - state.start_s
         facts.usage.stop()
@@ -220,8 +225,9 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         runner.quit()
 
     facts.counts, facts.fire_count_after = _settle(
-        settings, base_url, state, received_before
+        settings, base_url, state, received_before, hurry=signals.hurry
     )
+    signals.close()
     if facts.fire_count_after is not None:
         fire_counts.finish(facts.fire_count_after)
     facts.fired_per_second = fire_counts.per_second
@@ -234,8 +240,15 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_interval_log(log_path, state.probe.intervals, facts.started_at)
     path = write_report(report, path)
-    exit_code = {"completed": 0, "interrupted": 130}.get(facts.outcome["status"], 1)
-    return RunResult(report=report, path=path, exit_code=exit_code)
+    return RunResult(report=report, path=path, exit_code=_exit_code(facts, signals))
+
+
+def _exit_code(facts: RunFacts, signals: StopSignals) -> int:
+    if facts.outcome["status"] == "completed":
+        return 0
+    if facts.outcome["status"] == "interrupted":
+        return signals.exit_code()
+    return 1
 
 
 class _FireCounter:
@@ -266,7 +279,7 @@ class _FireCounter:
         self._health.close()
 
 
-def _wait(duration_s, state, fire_counts, progress: TextIO, gevent) -> None:
+def _wait(duration_s, state, fire_counts, progress, gevent, signals) -> None:
     """Sleep through the run, sampling fires and printing progress each second."""
     start = state.start_s
     next_tick = start + PROGRESS_INTERVAL_S
@@ -274,7 +287,7 @@ def _wait(duration_s, state, fire_counts, progress: TextIO, gevent) -> None:
     while True:
         now = time.perf_counter()
         elapsed = now - start
-        if elapsed >= duration_s or state.fatal_error is not None:
+        if elapsed >= duration_s or state.fatal_error or signals.received:
             return
         if now >= next_tick:
             fire_counts.sample()
@@ -297,8 +310,11 @@ def _progress_line(elapsed_s: float, state, sent_last_s: int) -> str:
     )
 
 
-def _settle(settings: LoadSettings, base_url: str, state, received_before):
-    """Wait until the server has counted every sent event, then read its counts."""
+def _settle(settings: LoadSettings, base_url: str, state, received_before, hurry):
+    """Wait until the server has counted every sent event, then read its counts.
+
+    ``hurry`` returns True after a second stop signal; the wait then ends at once.
+    """
     counts = state.counters.as_dict()
     probe_sent = state.probe.sent if state.probe is not None else 0
     expected = counts["sent"] + probe_sent
@@ -313,7 +329,7 @@ def _settle(settings: LoadSettings, base_url: str, state, received_before):
                 received = total - received_before
             if received is None or received >= expected:
                 break
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or hurry():
                 break
             time.sleep(0.05)
         fire_count = health.graph_fire_count(settings.graph)

@@ -26,6 +26,8 @@ class LoadSettings:
     poll_interval_ms: float = 2.0
     probe_interval_ms: float = 100.0
     probe: bool = True
+    reconnect_min_ms: float = 100.0
+    reconnect_max_ms: float = 5000.0
 
     def __repr__(self) -> str:
         # The dataclass repr would print the key.
@@ -55,6 +57,11 @@ class LoadSettings:
         if not self.probe_interval_ms >= 0:
             raise UsageProblem(
                 f"invalid probe interval {self.probe_interval_ms:g} ms: use 0 or more"
+            )
+        if not 0 < self.reconnect_min_ms <= self.reconnect_max_ms:
+            raise UsageProblem(
+                f"invalid reconnect bounds {self.reconnect_min_ms:g} and "
+                f"{self.reconnect_max_ms:g} ms: use 0 < minimum <= maximum"
             )
         if not self.accumulator or not self.graph:
             raise UsageProblem("accumulator and graph names must not be empty")
@@ -94,7 +101,8 @@ def add_locust_options(parser) -> None:
         "--auth",
         choices=AUTH_MODES,
         default="header",
-        help="send the key as Authorization: Bearer (header) or ?token= (query)",
+        help="send the key as Authorization: Bearer (header), as ?token= (query), "
+        "or fetch a single-use ticket per connection (ticket)",
     )
     group.add_argument(
         "--frame", choices=FRAME_TYPES, default="binary", help="WebSocket frame type"
@@ -110,6 +118,18 @@ def add_locust_options(parser) -> None:
         type=float,
         default=100.0,
         help="pause between latency probes, in ms",
+    )
+    group.add_argument(
+        "--reconnect-min-ms",
+        type=float,
+        default=100.0,
+        help="shortest pause before reconnecting a dropped producer, in ms",
+    )
+    group.add_argument(
+        "--reconnect-max-ms",
+        type=float,
+        default=5000.0,
+        help="longest pause before reconnecting; pauses double up to it, in ms",
     )
     group.add_argument(
         "--no-probe",
@@ -137,4 +157,10 @@ def settings_from_options(options) -> LoadSettings:
             options, "probe_interval_ms", defaults.probe_interval_ms
         ),
         probe=not getattr(options, "no_probe", False),
+        reconnect_min_ms=getattr(
+            options, "reconnect_min_ms", defaults.reconnect_min_ms
+        ),
+        reconnect_max_ms=getattr(
+            options, "reconnect_max_ms", defaults.reconnect_max_ms
+        ),
     )

@@ -81,6 +81,18 @@ class Threshold:
             return worse <= self.value * abs(baseline)
         return worse <= self.value
 
+    def allowed_change(self, baseline: float) -> float | None:
+        """Return how far the metric may move in its worse direction, or None.
+
+        The amount is positive for a rise of a lower-is-better metric and for
+        a fall of throughput. Ratios return None because they bound a quotient.
+        """
+        if self.kind == "ratio":
+            return None
+        if self.kind == "relative":
+            return self.value * abs(baseline)
+        return self.value
+
     def describe(self) -> str:
         """Return the threshold as the option value that sets it."""
         if self.kind == "ratio":
