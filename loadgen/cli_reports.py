@@ -132,10 +132,10 @@ def compare(
 ) -> None:
     """Compare a CANDIDATE run report with a BASELINE report.
 
-    A metric regresses when it is worse than its threshold and the bootstrap
-    interval of its change excludes zero. Defaults: p50, p90 and p99 +10%,
-    error rate +0.1 percentage points, throughput ratio 0.95. Exit status: 0
-    pass, 1 regression, 2 unusable input.
+    A metric regresses when it is worse than its threshold and the whole
+    bootstrap interval of its change lies beyond that threshold. Defaults:
+    p50, p90 and p99 +10%, error rate +0.1 percentage points, throughput ratio
+    0.95. Exit status: 0 pass, 1 regression, 2 unusable input.
     """
     from loadgen.compare import compare_reports
     from loadgen.render_compare import render_comparison

@@ -34,10 +34,10 @@ def format_int(value) -> str:
     return "n/a" if value is None else f"{value:,}"
 
 
-def format_latency_ms(value_us) -> str:
-    """Format a latency in microseconds as milliseconds, or n/a for None."""
+def format_latency_ms(value_us, missing: str = "n/a (no probe sample)") -> str:
+    """Format a latency in microseconds as milliseconds, or ``missing`` for None."""
     if value_us is None:
-        return "n/a (no probe sample)"
+        return missing
     return f"{value_us / 1000:,.3f} ms"
 
 
@@ -115,7 +115,7 @@ def _self_check_rows(report: dict) -> list[tuple[str, str]]:
     lag_p99 = self_check["schedule_lag_us"]["p99"]
     rows = [
         ("generator kept up", "yes" if self_check["kept_up"] else "NO"),
-        ("schedule lag p99", format_latency_ms(lag_p99)),
+        ("schedule lag p99", format_latency_ms(lag_p99, "n/a")),
         ("generator CPU", f"{self_check['generator_cpu_percent']:.0f}%"),
     ]
     rows += [("  note", note) for note in self_check["notes"]]

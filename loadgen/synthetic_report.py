@@ -13,7 +13,7 @@ from loadgen import __version__
 from loadgen.histogram import LatencyHistogram
 from loadgen.report import SCHEMA_VERSION
 
-__all__ = ["synthetic_report"]
+__all__ = ["synthetic_report", "without_optional_fields"]
 
 
 def synthetic_report(
@@ -140,3 +140,22 @@ def synthetic_report(
         },
         "outcome": {"status": "completed", "error": None},
     }
+
+
+def without_optional_fields(report: dict) -> dict:
+    """Remove every field the schema does not require, as the first runner wrote.
+
+    Returns the same dict, changed in place.
+    """
+    for name in ("host", "timeline", "self_check"):
+        report.pop(name, None)
+    report["tool"].pop("git_commit", None)
+    report["target"].pop("server_profile", None)
+    report["config"].pop("shape", None)
+    report["counts"].pop("late", None)
+    report["throughput"].pop("rate_reached", None)
+    latency = report["latency"]
+    latency.pop("send_to_fire_from_intended", None)
+    latency.pop("detection", None)
+    latency["send_to_fire"].pop("from", None)
+    return report

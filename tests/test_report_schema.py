@@ -12,7 +12,7 @@ from loadgen.report_schema import (
     report_schema,
     validate_report,
 )
-from loadgen.synthetic_report import synthetic_report
+from loadgen.synthetic_report import synthetic_report, without_optional_fields
 
 
 def full_report() -> dict:
@@ -21,18 +21,7 @@ def full_report() -> dict:
 
 def legacy_report() -> dict:
     """A report as the runner wrote it before timeline, self_check and the rest."""
-    report = full_report()
-    for name in ("host", "timeline", "self_check"):
-        del report[name]
-    del report["tool"]["git_commit"]
-    del report["target"]["server_profile"]
-    del report["config"]["shape"]
-    del report["counts"]["late"]
-    del report["throughput"]["rate_reached"]
-    del report["latency"]["send_to_fire_from_intended"]
-    del report["latency"]["detection"]
-    del report["latency"]["send_to_fire"]["from"]
-    return report
+    return without_optional_fields(full_report())
 
 
 def write(tmp_path, report, name="report.json"):
