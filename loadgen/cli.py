@@ -92,6 +92,18 @@ def main() -> None:
     help="Pause between latency probes in ms.",
 )
 @click.option(
+    "--reconnect-min-ms",
+    default=100.0,
+    show_default=True,
+    help="Shortest pause before a dropped producer reconnects, in ms.",
+)
+@click.option(
+    "--reconnect-max-ms",
+    default=5000.0,
+    show_default=True,
+    help="Longest pause before reconnecting; pauses double up to it, with jitter.",
+)
+@click.option(
     "--spawn-rate",
     default=None,
     type=float,
@@ -130,6 +142,8 @@ def run(**options) -> None:
         poll_interval_ms=options["poll_interval_ms"],
         probe_interval_ms=options["probe_interval_ms"],
         spawn_rate=options["spawn_rate"],
+        reconnect_min_ms=options["reconnect_min_ms"],
+        reconnect_max_ms=options["reconnect_max_ms"],
         output=options["output"],
         server_args=_server_args(options["server_config"]),
     )

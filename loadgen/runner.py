@@ -50,6 +50,8 @@ class RunConfig:
     poll_interval_ms: float = 2.0
     probe_interval_ms: float = 100.0
     spawn_rate: float | None = None
+    reconnect_min_ms: float = 100.0
+    reconnect_max_ms: float = 5000.0
     output: Path | None = None
     server_args: tuple[str, ...] = field(default=())
     shape: LoadShape | None = None
@@ -77,6 +79,8 @@ class RunConfig:
             frame=self.frame,
             poll_interval_ms=self.poll_interval_ms,
             probe_interval_ms=self.probe_interval_ms,
+            reconnect_min_ms=self.reconnect_min_ms,
+            reconnect_max_ms=self.reconnect_max_ms,
         )
 
     def validate(self) -> None:

@@ -1,0 +1,150 @@
+"""Faults during a run: a server killed and restarted, and stop signals."""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ADMIN_TOKEN, start_reference_server, stop_reference_server
+
+pytestmark = pytest.mark.slow
+
+
+def start_run(tmp_path, args, token=None):
+    env = dict(os.environ)
+    env.pop("TOKEN", None)
+    if token:
+        env["TOKEN"] = token
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "run", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_run_survives_server_restart(tmp_path):
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    server = start_reference_server(first_dir)
+    port = server.port
+    run = start_run(
+        tmp_path,
+        [
+            "--host",
+            server.url,
+            "--duration",
+            "7",
+            "--users",
+            "3",
+            "--rate",
+            "300",
+            "--reconnect-max-ms",
+            "400",
+            "-o",
+            "r.json",
+        ],
+        token=ADMIN_TOKEN,
+    )
+    restarted = None
+    try:
+        time.sleep(2.5)
+        server.process.kill()
+        server.process.wait(timeout=10)
+        time.sleep(1.5)
+        restarted = start_reference_server(second_dir, ["--port", str(port)])
+        stdout, stderr = run.communicate(timeout=60)
+        _, listing = restarted.get_json("/v1/health/accumulators")
+    finally:
+        if run.poll() is None:
+            run.kill()
+        if restarted is not None:
+            stop_reference_server(restarted.process)
+    assert run.returncode == 0, stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    counts = report["counts"]
+    assert counts["attempted"] == counts["sent"] + counts["failed"]
+    assert counts["attempted"] == pytest.approx(2100, abs=3)
+    assert counts["failed_by_kind"].get("not_connected", 0) > 100
+    windows = report["outages"]["windows"]
+    assert len(windows) >= 1
+    assert windows[0]["duration_s"] >= 1.0
+    assert windows[0]["connections"] == 3
+    assert report["outages"]["probe_outages"] >= 1
+    # Producers send again after the restart: the last second is all sent.
+    assert report["timeline"]["sent"][-1] >= 250
+    assert report["timeline"]["failed"][-1] == 0
+    assert listing["accumulators"][0]["events_total"] > 500
+
+
+def wait_for_progress(run, lines: int = 2, timeout_s: float = 30) -> None:
+    """Read the run's stderr until it has printed ``lines`` progress lines."""
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while seen < lines:
+        assert time.monotonic() < deadline, "loadgen run printed no progress"
+        ready, _, _ = select.select([run.stderr], [], [], 1.0)
+        if ready and " sent " in run.stderr.readline():
+            seen += 1
+
+
+def port_is_closed(base_url: str) -> bool:
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) != 0
+
+
+@pytest.mark.parametrize(
+    ("signals", "exit_code"),
+    [([signal.SIGTERM], 128 + signal.SIGTERM), ([signal.SIGINT], 130)],
+)
+def test_stop_signal_writes_report(tmp_path, signals, exit_code):
+    run = start_run(
+        tmp_path, ["--duration", "60", "--users", "2", "--rate", "100", "-o", "r.json"]
+    )
+    try:
+        wait_for_progress(run)
+        started = time.monotonic()
+        for number in signals:
+            run.send_signal(number)
+        stdout, stderr = run.communicate(timeout=30)
+        stopped_in_s = time.monotonic() - started
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == exit_code, stderr
+    assert stopped_in_s < 15
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outcome"]["status"] == "interrupted"
+    assert report["counts"]["sent"] > 100
+    assert report["duration_s"] < 20
+    assert port_is_closed(report["target"]["base_url"])
+
+
+def test_second_sigint_writes_report_at_once(tmp_path):
+    run = start_run(
+        tmp_path, ["--duration", "60", "--users", "2", "--rate", "100", "-o", "r.json"]
+    )
+    try:
+        wait_for_progress(run)
+        started = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=30)
+        stopped_in_s = time.monotonic() - started
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130
+    assert stopped_in_s < 5
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outcome"]["status"] == "interrupted"
