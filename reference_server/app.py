@@ -1,60 +1,64 @@
-"""aiohttp routes: health endpoints and the accumulator and reactor WebSockets.
+"""aiohttp application: routes, the JSON error envelope and request ids.
 
-The handlers only translate between HTTP or WebSocket and the transport-free
-core (``auth``, ``registry``, ``commands``, ``health``).
+The handlers only translate between HTTP and the transport-free core
+(``auth``, ``registry``, ``commands``, ``health``). WebSocket handlers are in
+``websocket``, the REST health endpoints in ``rest``, and the load generator's
+own endpoints and ``/metrics`` in ``observability``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
-from . import health
-from .auth import ApiKey, AuthError, KeyStore, is_authorized
-from .commands import handle_command
-from .registry import AccumulatorState, Registry
-from .runner import GraphRunner
+from .auth import ApiKey, AuthError, extract_token
+from .state import ServerState
 
-__all__ = ["CLOSE_NOT_REGISTERED", "create_app"]
+__all__ = [
+    "CLOSE_NOT_REGISTERED",
+    "STATE",
+    "AuthFailure",
+    "create_app",
+    "error_response",
+    "json_response",
+    "rest_key",
+]
 
 logger = logging.getLogger(__name__)
 
 CLOSE_NOT_REGISTERED = 4404
 """WebSocket close code for an accumulator or reactor name that is not registered."""
 
-CLOSE_TIMEOUT_S = 5.0
-"""Time to wait for the client's close frame after the server sends its own."""
-
 SHUTDOWN_CLOSE_TIMEOUT_S = 1.0
 """Time open WebSockets get to return the server's close frame at shutdown."""
 
-REGISTRY = web.AppKey("registry", Registry)
-KEYS = web.AppKey("keys", KeyStore)
+STATE = web.AppKey("state", ServerState)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
+REQUEST_ID_HEADER = "x-request-id"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(registry: Registry, keys: KeyStore) -> web.Application:
-    """Build the aiohttp application serving ``registry`` to holders of ``keys``."""
+def create_app(state: ServerState) -> web.Application:
+    """Build the aiohttp application serving ``state``."""
+    from . import observability, rest, websocket
+
     app = web.Application(middlewares=[_json_route_errors])
-    app[REGISTRY] = registry
-    app[KEYS] = keys
+    app[STATE] = state
     app[WEBSOCKETS] = weakref.WeakSet()
+    app.on_response_prepare.append(_add_request_id)
     app.on_shutdown.append(_close_websockets)
 
-    app.router.add_get("/health", _server_health)
-    app.router.add_get("/v1/health/accumulators", _list_accumulators)
-    app.router.add_get("/v1/health/graphs", _list_graphs)
-    app.router.add_get("/v1/health/graphs/{name}", _get_graph)
-    app.router.add_get("/v1/ws/accumulator/{name}", _accumulator_websocket)
-    app.router.add_get("/v1/ws/reactor/{name}", _reactor_websocket)
+    rest.add_routes(app)
+    websocket.add_routes(app)
+    observability.add_routes(app, ground_truth=state.ground_truth is not None)
     return app
 
 
@@ -72,230 +76,70 @@ def error_response(status: int, message: str, code: str) -> web.Response:
     return response
 
 
+class AuthFailure(Exception):
+    """Request rejected with a ready HTTP response."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def rest_key(request: web.Request, admin: bool = False) -> ApiKey:
+    """Return the key of a REST request.
+
+    The cloacina profile reads only ``Authorization: Bearer``; the tutorial
+    profile also accepts ``?token=``.
+
+    Raises:
+        AuthFailure: 401 for a missing or unknown key, 403 if ``admin`` is
+            required and the key is not an admin key.
+    """
+    state = request.app[STATE]
+    authorization = request.headers.get("Authorization")
+    try:
+        if state.profile.name == "cloacina":
+            token = extract_token(authorization, None)
+            if token is None:
+                raise AuthError("missing or malformed Authorization header")
+            key = state.keys.lookup(token)
+            if key is None:
+                raise AuthError("invalid or revoked API key")
+        else:
+            key = state.keys.authenticate(authorization, request.query.get("token"))
+    except AuthError as exc:
+        raise AuthFailure(error_response(401, str(exc), "unauthorized")) from None
+    if admin and not key.admin:
+        raise AuthFailure(
+            error_response(403, "this endpoint needs an admin key", "forbidden")
+        )
+    return key
+
+
 @web.middleware
 async def _json_route_errors(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    # Turn the router's plain-text 404 and 405 into the JSON error envelope.
+    # Turn the router's plain-text 404 and 405 into the JSON error envelope,
+    # and count requests like cloacina_api_requests_total.
+    state = request.app[STATE]
     try:
-        return await handler(request)
+        response = await handler(request)
+    except AuthFailure as failure:
+        response = failure.response
     except web.HTTPNotFound:
-        return error_response(404, "no route matches this request", "not_found")
+        response = error_response(404, "no route matches this request", "not_found")
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
-        return error_response(
+        response = error_response(
             405, f"method {request.method} not allowed; use {allowed}", "not_allowed"
         )
+    state.api_requests[(request.method, response.status)] += 1
+    return response
 
 
-def _authenticate(request: web.Request) -> ApiKey:
-    return request.app[KEYS].authenticate(
-        request.headers.get("Authorization"), request.query.get("token")
-    )
-
-
-def _visible_tenant(key: ApiKey) -> str | None:
-    # None lets an admin key see every tenant.
-    return None if key.admin else key.tenant
-
-
-async def _server_health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def _list_accumulators(request: web.Request) -> web.Response:
-    try:
-        key = _authenticate(request)
-    except AuthError as exc:
-        return error_response(401, str(exc), "unauthorized")
-    states = request.app[REGISTRY].visible_accumulators(_visible_tenant(key))
-    return json_response(
-        {"accumulators": [health.accumulator_status(state) for state in states]}
-    )
-
-
-async def _list_graphs(request: web.Request) -> web.Response:
-    try:
-        key = _authenticate(request)
-    except AuthError as exc:
-        return error_response(401, str(exc), "unauthorized")
-    runners = request.app[REGISTRY].visible_graphs(_visible_tenant(key))
-    return json_response({"graphs": [health.graph_status(r) for r in runners]})
-
-
-async def _get_graph(request: web.Request) -> web.Response:
-    try:
-        key = _authenticate(request)
-    except AuthError as exc:
-        return error_response(401, str(exc), "unauthorized")
-    name = request.match_info["name"]
-    runner = request.app[REGISTRY].graphs.get(name)
-
-    # Another tenant's graph reads as missing, so names do not leak.
-    if runner is None or not is_authorized(key, runner.graph.tenant):
-        return error_response(404, f"graph '{name}' not found", "graph_not_found")
-    return json_response(health.graph_status(runner))
-
-
-async def _accumulator_websocket(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    registry = request.app[REGISTRY]
-    state = registry.accumulators.get(name)
-    tenant = state.config.tenant if state is not None else None
-    rejection = _check_upgrade(request, "accumulator", name, tenant)
-    if rejection is not None:
-        return rejection
-
-    ws = await _prepare_websocket(request)
-    if state is None:
-        return await _close_not_registered(request, ws, "accumulator", name)
-    await _receive_events(request, ws, registry, state)
-    return ws
-
-
-async def _reactor_websocket(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    registry = request.app[REGISTRY]
-    runner = registry.find_reactor(name)
-    tenant = runner.graph.tenant if runner is not None else None
-    rejection = _check_upgrade(request, "reactor", name, tenant)
-    if rejection is not None:
-        return rejection
-
-    ws = await _prepare_websocket(request)
-    if runner is None:
-        return await _close_not_registered(request, ws, "reactor", name)
-    await _answer_commands(request, ws, registry, runner)
-    return ws
-
-
-def _check_upgrade(
-    request: web.Request, kind: str, name: str, tenant: str | None
-) -> web.Response | None:
-    """Return the HTTP error that rejects a WebSocket upgrade, or None to accept.
-
-    An unknown name is accepted here and closed with 4404 after the upgrade,
-    as the tutorial describes.
-    """
-    try:
-        key = _authenticate(request)
-    except AuthError as exc:
-        logger.info("%s %s: rejected %s: %s", kind, name, request.remote, exc)
-        return error_response(401, str(exc), "unauthorized")
-    if tenant is not None and not is_authorized(key, tenant):
-        logger.info(
-            "%s %s: rejected key %s of tenant %s from %s",
-            kind,
-            name,
-            key.name,
-            key.tenant,
-            request.remote,
-        )
-        return error_response(
-            403, f"not authorized for {kind} '{name}'", "endpoint_access_denied"
-        )
-    if not web.WebSocketResponse().can_prepare(request).ok:
-        return error_response(
-            426, "expected a WebSocket upgrade request", "upgrade_required"
-        )
-    return None
-
-
-async def _prepare_websocket(request: web.Request) -> web.WebSocketResponse:
-    # No compression, so each response is a plain text frame that simple
-    # clients can parse without inflating it.
-    ws = web.WebSocketResponse(compress=False, timeout=CLOSE_TIMEOUT_S)
-    await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    return ws
-
-
-async def _close_not_registered(
-    request: web.Request, ws: web.WebSocketResponse, kind: str, name: str
-) -> web.WebSocketResponse:
-    logger.info(
-        "%s %s: closing connection from %s with %d, not registered",
-        kind,
-        name,
-        request.remote,
-        CLOSE_NOT_REGISTERED,
-    )
-    message = f"{kind} '{name}' not registered".encode()
-    await ws.close(code=CLOSE_NOT_REGISTERED, message=message)
-    return ws
-
-
-async def _receive_events(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    registry: Registry,
-    state: AccumulatorState,
-) -> None:
-    name = state.config.name
-    logger.info("accumulator %s: connection opened from %s", name, request.remote)
-    received = 0
-    try:
-        async for message in ws:
-            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                received += 1
-                registry.deliver(state, message.data)
-            elif message.type == WSMsgType.ERROR:
-                logger.warning(
-                    "accumulator %s: connection from %s failed: %s",
-                    name,
-                    request.remote,
-                    ws.exception(),
-                )
-    finally:
-        logger.info(
-            "accumulator %s: connection from %s closed, %d events received, "
-            "close code %s",
-            name,
-            request.remote,
-            received,
-            _close_code(ws),
-        )
-
-
-async def _answer_commands(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    registry: Registry,
-    runner: GraphRunner,
-) -> None:
-    name = runner.graph.name
-    logger.info("reactor %s: connection opened from %s", name, request.remote)
-    commands = 0
-    try:
-        async for message in ws:
-            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                continue
-            commands += 1
-            response = handle_command(registry, runner, message.data)
-            if response["type"] == "Error":
-                logger.info("reactor %s: %s", name, response["message"])
-
-            # One frame in one write: the tutorial client reads a single recv().
-            await ws.send_frame(orjson.dumps(response), WSMsgType.TEXT)
-    except ConnectionResetError as exc:
-        logger.info(
-            "reactor %s: connection from %s lost: %s", name, request.remote, exc
-        )
-    finally:
-        logger.info(
-            "reactor %s: connection from %s closed, %d commands received, "
-            "close code %s",
-            name,
-            request.remote,
-            commands,
-            _close_code(ws),
-        )
-
-
-def _close_code(ws: web.WebSocketResponse) -> int | None:
-    # aiohttp reports a close frame without a status code as 0, a case that
-    # RFC 6455 calls 1005 (no status received).
-    return 1005 if ws.close_code == 0 else ws.close_code
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+    response.headers[REQUEST_ID_HEADER] = request_id
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ __all__ = [
     "ApiKey",
     "AuthError",
     "KeyStore",
+    "TicketStore",
     "generate_key",
     "is_authorized",
     "mask_key",
@@ -75,6 +79,43 @@ class KeyStore:
         if key is None:
             raise AuthError("invalid or revoked API key")
         return key
+
+
+TICKET_TTL_S = 60.0
+"""Lifetime of a WebSocket ticket, as on the Cloacina server."""
+TICKET_CAPACITY = 1024
+"""Unredeemed tickets kept; the oldest is forgotten first."""
+
+
+class TicketStore:
+    """Single-use WebSocket tickets: ``POST /v1/auth/ws-ticket`` in Cloacina.
+
+    A ticket is a UUID4 string that stands for the key that requested it. It
+    expires after ``TICKET_TTL_S`` and is consumed by its first redemption.
+    """
+
+    def __init__(self, ttl_s: float = TICKET_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._tickets: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+
+    def issue(self, key: ApiKey) -> str:
+        """Return a new ticket for ``key``."""
+        now_s = time.monotonic()
+        while self._tickets:
+            oldest = next(iter(self._tickets.values()))
+            if oldest[1] > now_s and len(self._tickets) < TICKET_CAPACITY:
+                break
+            self._tickets.popitem(last=False)
+        ticket = str(uuid.uuid4())
+        self._tickets[ticket] = (key, now_s + self.ttl_s)
+        return ticket
+
+    def redeem(self, ticket: str) -> ApiKey | None:
+        """Consume a ticket and return its key, or None if unknown or expired."""
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
 
 
 def extract_token(authorization: str | None, query_token: str | None) -> str | None:

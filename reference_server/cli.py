@@ -21,7 +21,9 @@ import uvloop
 
 from .auth import mask_key, resolve_admin_key, write_key_file
 from .config import ConfigError, KeyConfig, ServerConfig, default_config, load_config
+from .profiles import PROFILES
 from .server import start_server
+from .state import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = ["LISTENING_PREFIX", "main"]
 
@@ -59,6 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="file that receives a generated admin key, mode 0600",
     )
     parser.add_argument(
+        "--profile",
+        default="tutorial",
+        choices=sorted(PROFILES),
+        help="protocol to serve: the tutorial's description (default) or the "
+        "Cloacina server's code",
+    )
+    parser.add_argument(
+        "--ground-truth",
+        action="store_true",
+        help="record event arrivals and fire times for /_ground_truth/*",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help="largest WebSocket message in bytes; larger ones close with 1009 "
+        "(default: 64 MiB, as tungstenite)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -89,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if admin_key is None:
         return EXIT_CONFIG_ERROR
     config = dataclasses.replace(config, keys=(*config.keys, admin_key))
-    return uvloop.run(_serve(config, args.host, args.port))
+    if args.max_message_bytes < 1:
+        print("error: --max-message-bytes must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    return uvloop.run(_serve(config, args))
 
 
 def _admin_key(token_option: str | None, key_file: str) -> KeyConfig | None:
@@ -109,7 +133,8 @@ def _admin_key(token_option: str | None, key_file: str) -> KeyConfig | None:
     return KeyConfig(key=key, name="admin", tenant=None, admin=True)
 
 
-async def _serve(config: ServerConfig, host: str, port: int) -> int:
+async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
+    host, port = args.host, args.port
     # Install the handlers first: a parent may send SIGTERM as soon as it
     # reads the listening line.
     stop = asyncio.Event()
@@ -118,7 +143,14 @@ async def _serve(config: ServerConfig, host: str, port: int) -> int:
         loop.add_signal_handler(signum, _request_stop, stop, signum)
 
     try:
-        server = await start_server(config, host, port)
+        server = await start_server(
+            config,
+            host,
+            port,
+            profile=PROFILES[args.profile],
+            ground_truth=args.ground_truth,
+            max_message_bytes=args.max_message_bytes,
+        )
     except OSError as exc:
         print(
             f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; "

@@ -7,20 +7,27 @@ boundary has the fields ``best_bid: f64`` and ``best_ask: f64``.
 A TOML file passed with ``--config`` replaces the default completely::
 
     [[accumulators]]
-    name = "orderbook"          # required, unique
+    name = "orderbook"          # required, unique within its tenant
     tenant = "public"           # optional, default "public"
+    kind = "passthrough"        # optional: "passthrough" (default), "batch", "state"
+    # flush_interval = "1s"     # batch: flush timer, "500ms", "2s" or seconds
+    # max_buffer_size = 100     # batch: flush when this many events are buffered
+    # capacity = 10             # state: window size; < 0 unbounded, 0 emits nothing
     [accumulators.fields]       # required, at least one field
     best_bid = "f64"            # one of "f64", "i64", "str", "bool"
     best_ask = "f64"
 
     [[graphs]]
-    name = "price_signal"       # required, unique
+    name = "price_signal"       # required, unique within its tenant
     reactor = "price_signal_rx" # optional, default "<name>_rx"
     tenant = "public"           # optional, default "public"
     reaction_mode = "when_any"  # optional: "when_any" (default) or "when_all"
     accumulators = ["orderbook"]  # required, declared above, same tenant
     computation = "price_signal"  # optional: "price_signal" (default) or "passthrough"
     execution_time_ms = 0       # optional simulated run time of one fire, >= 0
+    # or a distribution, sampled with a seeded generator:
+    # execution_time = {distribution = "lognormal", median_ms = 5, p99_ms = 40}
+    # execution_time = {distribution = "uniform", min_ms = 1, max_ms = 9, seed = 1}
 
     [[keys]]
     key = "clk_acme_producer_key"  # required, unique
@@ -29,8 +36,11 @@ A TOML file passed with ``--config`` replaces the default completely::
     # admin = true                 # or: an admin key reaches every tenant
 
 Several graphs may declare the same accumulator, so that one event updates the
-reactor of each of them. Graph names and reactor names share one namespace,
-because the reactor WebSocket accepts either.
+reactor of each of them. Within a tenant, graph names and reactor names share
+one namespace, because the tutorial profile's reactor WebSocket accepts either.
+Two tenants may use the same names; the cloacina profile then resolves a name
+in the caller's tenant first, and rejects an admin's request for a name that
+two tenants own.
 """
 
 from __future__ import annotations
@@ -42,11 +52,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ACCUMULATOR_KINDS",
     "DEFAULT_TENANT",
+    "DISTRIBUTIONS",
     "FIELD_TYPES",
     "REACTION_MODES",
     "AccumulatorConfig",
     "ConfigError",
+    "ExecutionTimeConfig",
     "GraphConfig",
     "KeyConfig",
     "ServerConfig",
@@ -58,6 +71,9 @@ __all__ = [
 DEFAULT_TENANT = "public"
 FIELD_TYPES = ("f64", "i64", "str", "bool")
 REACTION_MODES = ("when_any", "when_all")
+ACCUMULATOR_KINDS = ("passthrough", "batch", "state")
+DISTRIBUTIONS = ("fixed", "lognormal", "uniform")
+DEFAULT_FLUSH_INTERVAL_S = 1.0
 COMPUTATIONS = ("price_signal", "passthrough")
 
 
@@ -71,6 +87,28 @@ class AccumulatorConfig:
     tenant: str
     fields: Mapping[str, str]
     """Boundary field name to type name, one of ``FIELD_TYPES``."""
+    kind: str = "passthrough"
+    """One of ``ACCUMULATOR_KINDS``."""
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    """Batch flush timer; 0 flushes only at ``max_buffer_size``."""
+    max_buffer_size: int | None = None
+    """Batch size that triggers a flush; None for the timer alone."""
+    capacity: int = 0
+    """State window size: < 0 unbounded, 0 stores without emitting."""
+
+
+@dataclass(frozen=True)
+class ExecutionTimeConfig:
+    """Simulated run time of one fire, fixed or drawn from a distribution."""
+
+    distribution: str = "fixed"
+    """One of ``DISTRIBUTIONS``."""
+    fixed_ms: float = 0.0
+    median_ms: float = 0.0
+    p99_ms: float = 0.0
+    min_ms: float = 0.0
+    max_ms: float = 0.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +121,8 @@ class GraphConfig:
     computation: str
     execution_time_ms: float
     """Simulated run time of one fire; 0 runs the fire inline."""
+    execution_time: ExecutionTimeConfig | None = None
+    """Distribution of the run time; None means ``execution_time_ms`` fixed."""
 
 
 @dataclass(frozen=True)
@@ -196,9 +236,19 @@ def _tables(
 def _parse_accumulator(
     table: Mapping[str, Any], where: str, source: str
 ) -> AccumulatorConfig:
-    _reject_unknown_keys(table, {"name", "tenant", "fields"}, where, source)
+    allowed = {
+        "name",
+        "tenant",
+        "fields",
+        "kind",
+        "flush_interval",
+        "max_buffer_size",
+        "capacity",
+    }
+    _reject_unknown_keys(table, allowed, where, source)
     name = _string(table, "name", where, source)
     tenant = _string(table, "tenant", where, source, default=DEFAULT_TENANT)
+    kind = _choice(table, "kind", ACCUMULATOR_KINDS, where, source)
     fields = table.get("fields")
     if not isinstance(fields, dict) or not fields:
         raise ConfigError(
@@ -211,7 +261,74 @@ def _parse_accumulator(
                 f"{source}: {where}.fields.{field_name}: invalid type "
                 f"{type_name!r}; use one of {', '.join(FIELD_TYPES)}"
             )
-    return AccumulatorConfig(name=name, tenant=tenant, fields=dict(fields))
+
+    only_for = {"flush_interval": "batch", "max_buffer_size": "batch"}
+    only_for["capacity"] = "state"
+    for key, owner in only_for.items():
+        if key in table and kind != owner:
+            raise ConfigError(
+                f'{source}: {where}.{key}: applies only to kind = "{owner}"; '
+                "remove it or change the kind"
+            )
+    flush_interval_s = _duration_s(
+        table.get("flush_interval", DEFAULT_FLUSH_INTERVAL_S),
+        f"{where}.flush_interval",
+        source,
+    )
+    max_buffer_size = table.get("max_buffer_size")
+    if max_buffer_size is not None and (
+        not _is_int(max_buffer_size) or max_buffer_size < 1
+    ):
+        raise ConfigError(
+            f"{source}: {where}.max_buffer_size: invalid value "
+            f"{max_buffer_size!r}; use an integer >= 1"
+        )
+    if kind == "batch" and flush_interval_s == 0 and max_buffer_size is None:
+        raise ConfigError(
+            f"{source}: {where}: a batch accumulator with flush_interval = 0 "
+            "never flushes; set max_buffer_size or a flush_interval > 0"
+        )
+    capacity = table.get("capacity", 0)
+    if not _is_int(capacity):
+        raise ConfigError(
+            f"{source}: {where}.capacity: invalid value {capacity!r}; use an "
+            "integer (< 0 unbounded, 0 emits nothing)"
+        )
+    return AccumulatorConfig(
+        name=name,
+        tenant=tenant,
+        fields=dict(fields),
+        kind=kind,
+        flush_interval_s=flush_interval_s,
+        max_buffer_size=max_buffer_size,
+        capacity=capacity,
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _duration_s(value: Any, where: str, source: str) -> float:
+    """Parse ``"500ms"``, ``"2s"`` or a number of seconds into seconds >= 0."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.endswith("ms"):
+                seconds = float(text[:-2]) / 1000
+            elif text.endswith("s"):
+                seconds = float(text[:-1])
+        except ValueError:
+            seconds = None
+    if seconds is None or seconds < 0 or seconds != seconds:
+        raise ConfigError(
+            f"{source}: {where}: invalid duration {value!r}; "
+            'use "500ms", "2s" or a number of seconds >= 0'
+        )
+    return seconds
 
 
 def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConfig:
@@ -223,8 +340,12 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
         "accumulators",
         "computation",
         "execution_time_ms",
+        "execution_time",
+        "input_strategy",
     }
     _reject_unknown_keys(table, allowed, where, source)
+    # Packaged Cloacina reactors always run with the latest-value strategy.
+    _choice(table, "input_strategy", ("latest",), where, source)
     name = _string(table, "name", where, source)
     reactor = _string(table, "reactor", where, source, default=f"{name}_rx")
     tenant = _string(table, "tenant", where, source, default=DEFAULT_TENANT)
@@ -257,6 +378,17 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
             f"{execution_time_ms!r}; use a number of milliseconds >= 0"
         )
 
+    execution_time = None
+    if "execution_time" in table:
+        if "execution_time_ms" in table:
+            raise ConfigError(
+                f"{source}: {where}: sets both execution_time_ms and "
+                "execution_time; keep one of them"
+            )
+        execution_time = _parse_execution_time(
+            table["execution_time"], f"{where}.execution_time", source
+        )
+
     return GraphConfig(
         name=name,
         reactor=reactor,
@@ -265,7 +397,48 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
         accumulators=tuple(accumulators),
         computation=computation,
         execution_time_ms=float(execution_time_ms),
+        execution_time=execution_time,
     )
+
+
+def _parse_execution_time(value: Any, where: str, source: str) -> ExecutionTimeConfig:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = {"distribution": "fixed", "fixed_ms": value}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{source}: {where}: must be a number of milliseconds or a table "
+            'such as {distribution = "lognormal", median_ms = 5, p99_ms = 40}'
+        )
+    distribution = _choice(value, "distribution", DISTRIBUTIONS, where, source)
+    needed = {
+        "fixed": ("fixed_ms",),
+        "lognormal": ("median_ms", "p99_ms"),
+        "uniform": ("min_ms", "max_ms"),
+    }[distribution]
+    _reject_unknown_keys(value, {"distribution", "seed", *needed}, where, source)
+    numbers = {}
+    for key in needed:
+        number = value.get(key)
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int | float)
+            or number < 0
+        ):
+            raise ConfigError(
+                f"{source}: {where}.{key}: missing or invalid value {number!r}; "
+                "use a number of milliseconds >= 0"
+            )
+        numbers[key] = float(number)
+    if distribution == "lognormal" and not (
+        0 < numbers["median_ms"] <= numbers["p99_ms"]
+    ):
+        raise ConfigError(f"{source}: {where}: lognormal needs 0 < median_ms <= p99_ms")
+    if distribution == "uniform" and numbers["min_ms"] > numbers["max_ms"]:
+        raise ConfigError(f"{source}: {where}: uniform needs min_ms <= max_ms")
+    seed = value.get("seed", 0)
+    if not _is_int(seed):
+        raise ConfigError(f"{source}: {where}.seed: must be an integer")
+    return ExecutionTimeConfig(distribution=distribution, seed=seed, **numbers)
 
 
 def _parse_key(table: Mapping[str, Any], where: str, source: str) -> KeyConfig:
@@ -288,29 +461,43 @@ def _parse_key(table: Mapping[str, Any], where: str, source: str) -> KeyConfig:
 
 def _check_references(config: ServerConfig) -> None:
     source = config.source
-    accumulators: dict[str, AccumulatorConfig] = {}
+    accumulators: dict[tuple[str, str], AccumulatorConfig] = {}
+    by_name: dict[str, AccumulatorConfig] = {}
     for index, accumulator in enumerate(config.accumulators):
-        if accumulator.name in accumulators:
+        scoped = (accumulator.tenant, accumulator.name)
+        if scoped in accumulators:
             raise ConfigError(
                 f"{source}: accumulators[{index}].name: duplicate name "
-                f"{accumulator.name!r}; give each accumulator a unique name"
+                f"{accumulator.name!r} in tenant {accumulator.tenant!r}; give "
+                "each accumulator of a tenant a unique name"
             )
-        accumulators[accumulator.name] = accumulator
+        accumulators[scoped] = accumulator
+        by_name.setdefault(accumulator.name, accumulator)
 
-    endpoint_names: set[str] = set()
+    endpoint_names: set[tuple[str, str]] = set()
     for index, graph in enumerate(config.graphs):
         where = f"graphs[{index}]"
         for key, name in (("name", graph.name), ("reactor", graph.reactor)):
-            if name in endpoint_names:
+            if (graph.tenant, name) in endpoint_names:
                 raise ConfigError(
                     f"{source}: {where}.{key}: name {name!r} is already used by "
-                    "another graph or reactor; choose a unique name"
+                    f"another graph or reactor of tenant {graph.tenant!r}; "
+                    "choose a unique name"
                 )
-        endpoint_names.update((graph.name, graph.reactor))
+        endpoint_names.update(
+            ((graph.tenant, graph.name), (graph.tenant, graph.reactor))
+        )
+        own = {
+            name: accumulators[(graph.tenant, name)]
+            for name in graph.accumulators
+            if (graph.tenant, name) in accumulators
+        }
         for name in graph.accumulators:
-            _check_graph_accumulator(graph, accumulators.get(name), name, where, source)
+            _check_graph_accumulator(
+                graph, own.get(name) or by_name.get(name), name, where, source
+            )
         if graph.computation == "price_signal":
-            _check_price_signal_inputs(graph, accumulators, where, source)
+            _check_price_signal_inputs(graph, own, where, source)
 
     seen_keys: set[str] = set()
     for index, key in enumerate(config.keys):

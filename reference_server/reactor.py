@@ -1,11 +1,14 @@
 """Reactor firing state machine, free of I/O and clocks.
 
-A reactor caches the latest boundary per accumulator with one dirty flag each,
-and fires its graph when the firing condition holds: ``when_any`` needs one
-flag set, ``when_all`` needs every flag set since the last fire. Taking the fire
-snapshot clears the flags. At most one fire runs at a time, so boundaries that
-arrive during a fire only update the cache and flags. When the fire completes,
-the reactor starts at most one next fire, with the newest values (coalescing).
+A reactor caches the latest boundary per accumulator with one dirty flag each.
+As in Cloacina's reactor, every boundary applied to the cache queues one signal
+for the executor, and a ForceFire queues a manual signal. The executor runs one
+fire at a time. For each signal it takes, it fires when the signal is manual or
+the firing condition holds: ``when_any`` needs one flag set, ``when_all`` needs
+every flag set since the last fire. Taking the fire snapshot clears the flags,
+so boundaries that arrive during a fire queue signals of which only the first
+fires again, with the newest values (coalescing). A paused reactor discards the
+signals it takes and keeps its flags.
 
 The caller drives the machine: each method that may start a fire returns a
 ``FireSnapshot`` to execute, and ``complete_fire`` reports the result and may
@@ -14,20 +17,26 @@ return the next snapshot.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FireSnapshot", "Reactor"]
+__all__ = ["SIGNAL_CAPACITY", "FireSnapshot", "Reactor"]
+
+SIGNAL_CAPACITY = 64
+"""Boundary signals the executor may have queued; Cloacina's strategy channel."""
 
 
 @dataclass(frozen=True)
 class FireSnapshot:
-    inputs: dict[str, dict[str, Any]]
+    inputs: dict[str, Any]
     """Accumulator name to boundary value, copied when the fire starts."""
     manual: bool
     """True for ForceFire and FireWith, which ignore the firing condition."""
+    last_event_index: int = 0
+    """Highest server-wide event index applied to the cache at the snapshot."""
 
 
 class Reactor:
@@ -38,7 +47,7 @@ class Reactor:
             raise ValueError(f"invalid reaction mode {reaction_mode!r}")
         self.accumulators = tuple(accumulators)
         self.reaction_mode = reaction_mode
-        self.cache: dict[str, dict[str, Any]] = {}
+        self.cache: dict[str, Any] = {}
         """Latest boundary per accumulator; absent until the first event."""
         self.dirty = dict.fromkeys(self.accumulators, False)
         """Accumulators updated since the last fire took its snapshot."""
@@ -50,10 +59,21 @@ class Reactor:
         self.last_fired_at: datetime | None = None
         """Completion time of the last fire."""
         self.last_output: Any = None
-        self._manual_pending = False
+        self.applied_event_index = 0
+        """Highest event index applied to the cache."""
+        self.signals: deque[bool] = deque()
+        """Queued executor signals; True marks a manual fire."""
+        self._boundary_signals = 0
 
-    def update(self, accumulator: str, boundary: dict[str, Any]) -> FireSnapshot | None:
-        """Store a boundary and return a snapshot if a fire starts now.
+    @property
+    def has_signal_room(self) -> bool:
+        """True if one more boundary can be applied without exceeding the queue."""
+        return self._boundary_signals < SIGNAL_CAPACITY
+
+    def update(
+        self, accumulator: str, boundary: Any, event_index: int = 0
+    ) -> FireSnapshot | None:
+        """Store a boundary, queue its signal and return a snapshot if a fire starts.
 
         Raises:
             KeyError: the reactor does not declare this accumulator.
@@ -62,21 +82,23 @@ class Reactor:
             raise KeyError(accumulator)
         self.cache[accumulator] = boundary
         self.dirty[accumulator] = True
+        if event_index > self.applied_event_index:
+            self.applied_event_index = event_index
+        self.signals.append(False)
+        self._boundary_signals += 1
         return self._next_fire()
 
     def force_fire(self) -> FireSnapshot | None:
-        """Request a fire that ignores the firing condition.
+        """Queue a fire that ignores the firing condition.
 
-        A paused reactor drops the request, as the Cloacina server does. During a
-        running fire the request waits for it and then fires once.
+        A paused reactor drops the request when it takes it, as the Cloacina
+        server does. During a running fire the request waits for it.
         """
-        if self.paused:
-            return None
-        self._manual_pending = True
+        self.signals.append(True)
         return self._next_fire()
 
-    def fire_with(self, cache: Mapping[str, dict[str, Any]]) -> FireSnapshot | None:
-        """Replace the whole cache, then request a fire like ``force_fire``.
+    def fire_with(self, cache: Mapping[str, Any]) -> FireSnapshot | None:
+        """Replace the whole cache, then queue a fire like ``force_fire``.
 
         Raises:
             KeyError: the cache names an accumulator the reactor does not declare.
@@ -116,16 +138,17 @@ class Reactor:
         return any(self.dirty.values())
 
     def _next_fire(self) -> FireSnapshot | None:
-        if self.firing or self.paused:
-            return None
-        manual = self._manual_pending
-        if not manual and not self.condition_met():
-            return None
+        signals = self.signals
+        while signals and not self.firing:
+            manual = signals.popleft()
+            if not manual:
+                self._boundary_signals -= 1
+            if self.paused or not (manual or self.condition_met()):
+                continue
 
-        # Take the snapshot and clear the flags in one step, so a boundary
-        # arriving during the fire sets a flag for the next one.
-        snapshot = FireSnapshot(inputs=dict(self.cache), manual=manual)
-        self.dirty = dict.fromkeys(self.accumulators, False)
-        self._manual_pending = False
-        self.firing = True
-        return snapshot
+            # Take the snapshot and clear the flags in one step, so a boundary
+            # arriving during the fire sets a flag for the next one.
+            self.dirty = dict.fromkeys(self.accumulators, False)
+            self.firing = True
+            return FireSnapshot(dict(self.cache), manual, self.applied_event_index)
+        return None

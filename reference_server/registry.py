@@ -1,4 +1,4 @@
-"""Registry of accumulators and graphs, and delivery of events to reactors."""
+"""Registry of accumulators and graphs, name resolution and event delivery."""
 
 from __future__ import annotations
 
@@ -7,17 +7,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from .boundary import BoundaryError, decode_event
+from .auth import ApiKey
+from .boundary import BoundaryError
 from .config import AccumulatorConfig, ServerConfig
+from .groundtruth import GroundTruth
+from .profiles import TUTORIAL, Profile
 from .runner import GraphRunner
 
-__all__ = ["AccumulatorState", "Registry"]
+__all__ = ["DROPPED", "REJECTED", "AccumulatorState", "Registry"]
 
 logger = logging.getLogger(__name__)
 
 REJECT_LOG_INTERVAL_S = 10.0
-"""Minimum time between two logs of rejected events for one accumulator."""
+"""Minimum time between two logs of rejected or dropped events of an accumulator."""
+
+REJECTED = 0
+"""``deliver`` result: the event did not decode into the boundary."""
+DROPPED = -1
+"""``deliver`` result: every recipient's inbox was full."""
 
 
 @dataclass
@@ -26,85 +35,191 @@ class AccumulatorState:
     runners: list[GraphRunner] = field(default_factory=list)
     """Runners of every graph that declares this accumulator."""
     events_total: int = 0
-    """Accepted events: valid boundaries delivered to the reactors."""
+    """Accepted events: delivered to at least one reactor's inbox."""
     events_rejected: int = 0
     """Events dropped because they did not decode into the boundary."""
+    events_dropped: int = 0
+    """Events lost because every recipient's inbox was full."""
     last_event_at: datetime | None = None
-    _rejects_unlogged: int = 0
-    _last_reject_log_s: float = float("-inf")
+    operator_injects: int = 0
+    last_operator_inject_at: datetime | None = None
+    _problems_unlogged: int = 0
+    _last_problem_log_s: float = float("-inf")
 
-    def log_reject(self, error: BoundaryError) -> None:
-        # A misconfigured producer can send thousands of bad events a second,
-        # so log the first one and then one summary per interval.
-        self._rejects_unlogged += 1
+    def log_problem(self, what: str, detail: object) -> None:
+        # A misconfigured or too fast producer can cause thousands of these a
+        # second, so log the first one and then one summary per interval.
+        self._problems_unlogged += 1
         now_s = time.monotonic()
-        if now_s - self._last_reject_log_s < REJECT_LOG_INTERVAL_S:
+        if now_s - self._last_problem_log_s < REJECT_LOG_INTERVAL_S:
             return
         logger.warning(
-            "accumulator %s rejected %d event(s) (%d in total), latest: %s",
+            "accumulator %s %s %d event(s) (%d rejected and %d dropped in total), "
+            "latest: %s",
             self.config.name,
-            self._rejects_unlogged,
+            what,
+            self._problems_unlogged,
             self.events_rejected,
-            error,
+            self.events_dropped,
+            detail,
         )
-        self._rejects_unlogged = 0
-        self._last_reject_log_s = now_s
+        self._problems_unlogged = 0
+        self._last_problem_log_s = now_s
 
 
 class Registry:
-    """Accumulators by name and graph runners by graph and reactor name."""
+    """Accumulators, graphs and reactors by tenant and name.
 
-    def __init__(self, config: ServerConfig) -> None:
+    Args:
+        config: the graphs, accumulators and keys to serve.
+        profile: how events are decoded and bodies are shaped.
+        ground_truth: recorder of fires and events, or None when it is off.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        profile: Profile = TUTORIAL,
+        ground_truth: GroundTruth | None = None,
+    ) -> None:
         self.config = config
-        self.accumulators = {
-            accumulator.name: AccumulatorState(accumulator)
+        self.profile = profile
+        self.ground_truth = ground_truth
+        self.event_count = 0
+        """Accepted events server-wide; the latest ``event_index`` given out."""
+        self.accumulators: dict[tuple[str, str], AccumulatorState] = {
+            (accumulator.tenant, accumulator.name): AccumulatorState(accumulator)
             for accumulator in config.accumulators
         }
-        self.graphs: dict[str, GraphRunner] = {}
-        self._by_reactor: dict[str, GraphRunner] = {}
+        self.graphs: dict[tuple[str, str], GraphRunner] = {}
+        self.reactors: dict[tuple[str, str], GraphRunner] = {}
         for graph in config.graphs:
-            runner = GraphRunner(graph)
-            self.graphs[graph.name] = runner
-            self._by_reactor[graph.reactor] = runner
+            declared = {
+                name: self.accumulators[(graph.tenant, name)].config
+                for name in graph.accumulators
+            }
+            runner = GraphRunner(
+                graph,
+                declared,
+                codec=profile.codec,
+                decode_input=profile.decode_input,
+                fire_ring=ground_truth.fire_ring(graph.name) if ground_truth else None,
+            )
+            self.graphs[(graph.tenant, graph.name)] = runner
+            self.reactors[(graph.tenant, graph.reactor)] = runner
             for name in graph.accumulators:
-                self.accumulators[name].runners.append(runner)
+                self.accumulators[(graph.tenant, name)].runners.append(runner)
 
-    def find_reactor(self, name: str) -> GraphRunner | None:
-        """Look up a reactor by graph name, then by reactor name."""
-        return self.graphs.get(name) or self._by_reactor.get(name)
+    # Name resolution.
 
-    def deliver(self, accumulator: AccumulatorState, payload: bytes | str) -> bool:
-        """Decode an event and update every reactor that declares the accumulator.
+    def resolve_accumulator(self, key: ApiKey, name: str) -> AccumulatorState | None:
+        """Find the accumulator a key means by a bare name, or None (403)."""
+        return _resolve(self.accumulators, key, name)
+
+    def resolve_reactor(self, key: ApiKey, name: str) -> GraphRunner | None:
+        """Find the reactor a key means by a bare name, or None (403).
+
+        The tutorial profile also accepts the graph name.
+        """
+        runner = _resolve(self.reactors, key, name)
+        if runner is None and self.profile.graph_alias_for_reactor:
+            runner = _resolve(self.graphs, key, name)
+        return runner
+
+    def find_graph(self, key: ApiKey, name: str) -> GraphRunner | None:
+        """Find a graph visible to a key, or None (404)."""
+        return _resolve(self.graphs, key, name)
+
+    def name_exists(self, name: str, kind: str) -> bool:
+        """Return whether any tenant owns an accumulator or reactor of this name."""
+        table: dict[tuple[str, str], Any] = (
+            self.accumulators if kind == "accumulator" else self.reactors
+        )
+        if kind != "accumulator" and self.profile.graph_alias_for_reactor:
+            table = {**table, **self.graphs}
+        return any(owned == name for _, owned in table)
+
+    # Delivery.
+
+    def deliver(self, accumulator: AccumulatorState, payload: bytes | str) -> int:
+        """Decode an event and offer it to every reactor that declares the accumulator.
 
         Returns:
-            True if the event was accepted, False if it was rejected and counted.
+            The event's server-wide ``event_index`` (1, 2, ...) if at least one
+            reactor took it, ``REJECTED`` if it did not decode, or ``DROPPED``
+            if every reactor's inbox was full.
         """
         try:
-            boundary = decode_event(payload, accumulator.config.fields)
+            value = self.profile.event_value(payload, accumulator.config.fields)
         except BoundaryError as error:
             accumulator.events_rejected += 1
-            accumulator.log_reject(error)
-            return False
+            accumulator.log_problem("rejected", error)
+            return REJECTED
 
+        event_index = self.event_count + 1
+        name = accumulator.config.name
+        accepted = False
+        for runner in accumulator.runners:
+            if runner.offer(name, value, event_index):
+                accepted = True
+        if not accepted:
+            accumulator.events_dropped += 1
+            accumulator.log_problem(
+                "dropped",
+                "the reactor queue is full; the graph is slower than the event rate",
+            )
+            return DROPPED
+        self.event_count = event_index
         accumulator.events_total += 1
         accumulator.last_event_at = datetime.now(UTC)
-        for runner in accumulator.runners:
-            runner.on_boundary(accumulator.config.name, boundary)
-        return True
+        return event_index
 
-    def visible_accumulators(self, tenant: str | None) -> Iterator[AccumulatorState]:
-        """Yield accumulators of ``tenant``, or all of them for None (admin)."""
+    # Visibility and totals.
+
+    def visible_accumulators(self, key: ApiKey) -> Iterator[AccumulatorState]:
+        """Yield accumulators of the key's tenant, or all of them for an admin."""
         for state in self.accumulators.values():
-            if tenant is None or state.config.tenant == tenant:
+            if key.admin or state.config.tenant == key.tenant:
                 yield state
 
-    def visible_graphs(self, tenant: str | None) -> Iterator[GraphRunner]:
-        """Yield graphs of ``tenant``, or all of them for None (admin)."""
+    def visible_graphs(self, key: ApiKey) -> Iterator[GraphRunner]:
+        """Yield graphs of the key's tenant, or all of them for an admin."""
         for runner in self.graphs.values():
-            if tenant is None or runner.graph.tenant == tenant:
+            if key.admin or runner.graph.tenant == key.tenant:
                 yield runner
 
+    def totals(self) -> dict[str, int]:
+        """Return server-wide event counters and the largest queue depth seen."""
+        states = self.accumulators.values()
+        return {
+            "events_total": sum(state.events_total for state in states),
+            "events_rejected": sum(state.events_rejected for state in states),
+            "events_dropped": sum(state.events_dropped for state in states),
+            "queue_depth_max": max(
+                (runner.queue_depth_max for runner in self.graphs.values()),
+                default=0,
+            ),
+        }
+
+    def start(self) -> None:
+        """Start the flush timers of batch accumulators."""
+        for runner in self.graphs.values():
+            runner.start()
+
     async def stop(self) -> None:
-        """Cancel running fires."""
+        """Cancel running fires and flush timers."""
         for runner in self.graphs.values():
             await runner.stop()
+
+
+def _resolve(table: dict[tuple[str, str], Any], key: ApiKey, name: str) -> Any:
+    # Cloacina's resolve_key: the caller's tenant first; then, for an admin
+    # only, the one tenant that owns the name. Two owners make it ambiguous.
+    # NOTE: untenanted (embedded) graphs, Cloacina's second step, cannot be
+    # configured here, so that step is absent.
+    if key.tenant is not None and (key.tenant, name) in table:
+        return table[(key.tenant, name)]
+    if not key.admin:
+        return None
+    owners = [value for (_, owned), value in table.items() if owned == name]
+    return owners[0] if len(owners) == 1 else None

@@ -9,7 +9,10 @@ from aiohttp import web
 from .app import create_app
 from .auth import KeyStore
 from .config import ServerConfig
+from .groundtruth import GroundTruth
+from .profiles import TUTORIAL, Profile
 from .registry import Registry
+from .state import DEFAULT_MAX_MESSAGE_BYTES, ServerState
 
 __all__ = ["ReferenceServer", "format_url", "start_server"]
 
@@ -43,7 +46,12 @@ class ReferenceServer:
 
 
 async def start_server(
-    config: ServerConfig, host: str = "127.0.0.1", port: int = 8080
+    config: ServerConfig,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    profile: Profile = TUTORIAL,
+    ground_truth: bool = False,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> ReferenceServer:
     """Bind the server and start serving on the running event loop.
 
@@ -51,12 +59,23 @@ async def start_server(
         config: graphs, accumulators and every accepted API key.
         host: address to bind.
         port: TCP port to bind; 0 picks a free port, see ``ReferenceServer.port``.
+        profile: protocol profile, ``TUTORIAL`` or ``CLOACINA``.
+        ground_truth: serve the ``/_ground_truth`` endpoints.
+        max_message_bytes: largest WebSocket message; larger ones close with 1009.
 
     Raises:
         OSError: the address cannot be bound.
     """
-    registry = Registry(config)
-    app = create_app(registry, KeyStore(config.keys))
+    recorder = GroundTruth() if ground_truth else None
+    registry = Registry(config, profile, recorder)
+    state = ServerState(
+        registry=registry,
+        keys=KeyStore(config.keys),
+        profile=profile,
+        ground_truth=recorder,
+        max_message_bytes=max_message_bytes,
+    )
+    app = create_app(state)
 
     # The load generator polls health endpoints every few milliseconds, and an
     # access log line per request would cost more than the request itself.
@@ -68,15 +87,18 @@ async def start_server(
     except BaseException:
         await runner.cleanup()
         raise
+    registry.start()
     bound_port = runner.addresses[0][1]
     server = ReferenceServer(runner, registry, host, bound_port)
     logger.info(
         "reference server listening on %s with %d graph(s) and %d accumulator(s) "
-        "from %s",
+        "from %s, profile %s, ground truth %s",
         server.url,
         len(config.graphs),
         len(config.accumulators),
         config.source,
+        profile.name,
+        "on" if ground_truth else "off",
     )
     return server
 

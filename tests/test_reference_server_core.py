@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from reference_server.auth import (
+    ApiKey,
     AuthError,
     KeyStore,
     extract_token,
@@ -23,11 +24,12 @@ from reference_server.commands import handle_command
 from reference_server.config import GraphConfig, KeyConfig, default_config
 from reference_server.health import format_timestamp, graph_status
 from reference_server.reactor import Reactor
-from reference_server.registry import Registry
+from reference_server.registry import REJECTED, Registry
 from reference_server.runner import GraphRunner
 
 ORDERBOOK = {"best_bid": "f64", "best_ask": "f64"}
 NOW = datetime(2026, 4, 6, 12, 34, 56, 789123, tzinfo=UTC)
+ADMIN = ApiKey("admin", None, True)
 
 
 # Boundary decoding.
@@ -352,7 +354,7 @@ def test_key_file_mode_0600(tmp_path):
 
 def _registry_and_runner() -> tuple[Registry, GraphRunner]:
     registry = Registry(default_config())
-    return registry, registry.graphs["price_signal"]
+    return registry, registry.graphs[("public", "price_signal")]
 
 
 def test_command_fire_with_validates_before_replacing():
@@ -396,20 +398,22 @@ def test_command_state_and_pause():
 
 def test_registry_counts_accepted_and_rejected():
     registry = Registry(default_config())
-    state = registry.accumulators["orderbook"]
+    state = registry.accumulators[("public", "orderbook")]
 
-    assert registry.deliver(state, b'{"best_bid": 1, "best_ask": 2}') is True
-    assert registry.deliver(state, b'{"best_bid": 1}') is False
-    assert registry.deliver(state, b"junk") is False
+    assert registry.deliver(state, b'{"best_bid": 1, "best_ask": 2}') == 1
+    assert registry.deliver(state, b'{"best_bid": 1}') == REJECTED
+    assert registry.deliver(state, b"junk") == REJECTED
+    assert registry.deliver(state, b'{"best_bid": 3, "best_ask": 4}') == 2
 
-    assert state.events_total == 1
+    assert state.events_total == 2
     assert state.events_rejected == 2
-    assert registry.graphs["price_signal"].reactor.fire_count == 1
+    assert registry.graphs[("public", "price_signal")].reactor.fire_count == 2
 
 
 def test_registry_finds_reactor_by_both_names():
     registry = Registry(default_config())
+    graph = registry.graphs[("public", "price_signal")]
 
-    assert registry.find_reactor("price_signal") is registry.graphs["price_signal"]
-    assert registry.find_reactor("price_signal_rx") is registry.graphs["price_signal"]
-    assert registry.find_reactor("orderbook") is None
+    assert registry.resolve_reactor(ADMIN, "price_signal") is graph
+    assert registry.resolve_reactor(ADMIN, "price_signal_rx") is graph
+    assert registry.resolve_reactor(ADMIN, "orderbook") is None

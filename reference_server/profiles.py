@@ -1,0 +1,130 @@
+"""Protocol profiles: the tutorial's description and the Cloacina server's code.
+
+The two sources differ in how events are encoded in the cache, which frames
+count as events, how names and keys are checked, and how bodies look. A
+``Profile`` gathers these choices so the handlers stay free of ``if`` chains on
+the profile name. The JSON bodies themselves are built in ``health``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .accumulators import Codec
+from .boundary import BoundaryError, decode_event
+
+__all__ = ["CLOACINA", "PROFILES", "TUTORIAL", "Profile", "frame_boundary"]
+
+BINCODE_LENGTH_BYTES = 8
+"""Cloacina wraps each cached boundary as bincode ``Vec<u8>``: a u64 LE length."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    text_frames_are_events: bool
+    """Tutorial: text and binary frames carry events. Cloacina: text is ignored."""
+    query_token_is_ticket: bool
+    """Cloacina: ``?token=`` is only a single-use ticket, never an API key."""
+    unknown_name_after_upgrade: bool
+    """Tutorial: an unknown name upgrades, then closes with 4404 (else 403)."""
+    close_when_nothing_accepted: bool
+    """Cloacina: close 4404 when every recipient's queue was full."""
+    graph_alias_for_reactor: bool
+    """Tutorial: the reactor WebSocket also accepts the graph name."""
+    validate_passthrough: bool
+    """Tutorial: check event fields before the reactor; Cloacina forwards bytes."""
+    timestamp_suffix: str
+    """``Z`` in the tutorial, chrono's ``+00:00`` in Cloacina."""
+
+    @property
+    def codec(self) -> Codec:
+        """Event representation inside batch and state accumulators."""
+        if self.validate_passthrough:
+            return Codec(decode=_identity, encode=list)
+        return Codec(decode=orjson.loads, encode=orjson.dumps)
+
+    def event_value(self, payload: bytes | str, fields: Mapping[str, str]) -> Any:
+        """Return the value an accumulator receives for a frame's payload.
+
+        Raises:
+            BoundaryError: tutorial profile only, the event does not match the
+                accumulator's fields.
+        """
+        if self.validate_passthrough:
+            return decode_event(payload, fields)
+        if isinstance(payload, str):
+            return payload.encode()
+        return payload
+
+    def decode_input(self, value: Any) -> Any:
+        """Return a cached boundary as JSON, or None where Cloacina shows null."""
+        if self.validate_passthrough:
+            return value
+        return decode_boundary_bytes(value)
+
+    def encode_input(self, value: Any) -> Any:
+        """Return the cache entry for a JSON value given by REST ``fire_with``."""
+        if self.validate_passthrough:
+            return value
+        return frame_boundary(orjson.dumps(value))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def frame_boundary(payload: bytes) -> bytes:
+    """Wrap JSON bytes as a bincode ``Vec<u8>``: u64 LE length, then the bytes."""
+    return len(payload).to_bytes(BINCODE_LENGTH_BYTES, "little") + payload
+
+
+def decode_boundary_bytes(value: Any) -> Any:
+    """Decode a cache entry: a bincode frame of JSON, else raw JSON, else None."""
+    if not isinstance(value, bytes | bytearray):
+        return value
+    size = len(value) - BINCODE_LENGTH_BYTES
+    if size >= 0 and int.from_bytes(value[:BINCODE_LENGTH_BYTES], "little") == size:
+        value = value[BINCODE_LENGTH_BYTES:]
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def validate_fields(value: Any, fields: Mapping[str, str]) -> str | None:
+    """Return why a JSON value does not match the fields, or None if it does."""
+    try:
+        decode_event(orjson.dumps(value), fields)
+    except BoundaryError as exc:
+        return str(exc)
+    return None
+
+
+TUTORIAL = Profile(
+    name="tutorial",
+    text_frames_are_events=True,
+    query_token_is_ticket=False,
+    unknown_name_after_upgrade=True,
+    close_when_nothing_accepted=False,
+    graph_alias_for_reactor=True,
+    validate_passthrough=True,
+    timestamp_suffix="Z",
+)
+
+CLOACINA = Profile(
+    name="cloacina",
+    text_frames_are_events=False,
+    query_token_is_ticket=True,
+    unknown_name_after_upgrade=False,
+    close_when_nothing_accepted=True,
+    graph_alias_for_reactor=False,
+    validate_passthrough=False,
+    timestamp_suffix="+00:00",
+)
+
+PROFILES = {profile.name: profile for profile in (TUTORIAL, CLOACINA)}
