@@ -13,6 +13,7 @@ checks them, for tests.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -76,10 +77,11 @@ def encode_frames(
 ) -> bytes:
     """Encode each row of ``quotes`` as one masked frame holding a JSON object.
 
-    Row ``i`` becomes ``{"best_bid":  100.1234,"best_ask":  100.1500}`` with
-    the values rounded half to even to ``decimals`` places, so 100.12345 is sent
-    as 100.1234. The feeds already round to 4 places, so with the default
-    nothing is lost for them.
+    Row ``i`` becomes ``{"best_bid":   100.1234,"best_ask":   100.1500   }``:
+    numbers are right-aligned with spaces and their fraction is padded with
+    zeros to a multiple of 4 digits. Values are rounded half to even to
+    ``decimals`` places, so 100.12345 is sent as 100.1234. The feeds already
+    round to 4 places, so with the default nothing is lost for them.
 
     Args:
         quotes: float array of shape (n, len(fields)); n may be 0.
@@ -87,7 +89,7 @@ def encode_frames(
         opcode: ``OPCODE_BINARY`` (0x2) or ``OPCODE_TEXT`` (0x1).
         rng: source of masking keys for reproducible tests only. None, the
             default, draws them from ``os.urandom``.
-        decimals: digits after the decimal point, from 0 to 15.
+        decimals: digits after the decimal point, from 1 to 12.
 
     Returns:
         n frames, back to back, each with its own masking key.
@@ -96,18 +98,25 @@ def encode_frames(
         ValueError: a price is not finite or too large for exact text (see
             ``MAX_SCALED_MAGNITUDE``), or an argument is out of range.
     """
-    payloads = encode_payloads(quotes, fields, decimals)
-    count, length = payloads.shape
-    header = np.frombuffer(frame_header(opcode, length), dtype=np.uint8)
-    keys = _mask_keys(count, rng)
+    rows, layout = _render_rows(quotes, fields, opcode, decimals)
+    keys = _mask_keys(len(rows), rng)
 
-    # Lay the frames out as rows: header, masking key, masked payload.
-    start = len(header) + MASK_KEY_BYTES
-    frames = np.empty((count, start + length), dtype=np.uint8)
-    frames[:, : len(header)] = header
-    frames[:, len(header) : start] = keys
-    frames[:, start:] = _mask(payloads, keys)
-    return frames.tobytes()
+    # Write the keys after the header and mask the payload. The payload starts
+    # 2 bytes before a word boundary when the header is 2 bytes long, so the
+    # aligned words are masked with the key rotated by those 2 bytes, and the
+    # 2 leading bytes with the key's first half.
+    halves = rows.view(np.uint16)
+    key_halves = keys.view(np.uint16)
+    key_column = layout.header_bytes // 2
+    halves[:, key_column] = key_halves[:, 0]
+    halves[:, key_column + 1] = key_halves[:, 1]
+    if layout.lead_bytes:
+        halves[:, key_column + 2] ^= key_halves[:, 0]
+        rotated = np.ascontiguousarray(key_halves[:, ::-1]).view(np.uint32)
+    else:
+        rotated = keys.view(np.uint32)
+    rows[:, FIRST_PAYLOAD_WORD:] ^= rotated
+    return rows.tobytes()
 
 
 def encode_payloads(
@@ -115,41 +124,16 @@ def encode_payloads(
     fields: Sequence[str] = DEFAULT_FIELDS,
     decimals: int = DEFAULT_DECIMALS,
 ) -> np.ndarray:
-    """Render each row of ``quotes`` as a JSON object of fixed-width numbers.
+    """Render each row of ``quotes`` as the unmasked payload ``encode_frames`` sends.
 
     Returns:
-        A ``uint8`` matrix with one unmasked UTF-8 payload per row, all of the
-        same length.
+        A ``uint8`` matrix with one UTF-8 payload per row, all of one length.
 
     Raises:
         ValueError: as ``encode_frames``.
     """
-    quotes = np.asarray(quotes, dtype=np.float64)
-    if quotes.ndim != 2 or quotes.shape[1] != len(fields):
-        raise ValueError(
-            f"quotes of shape {quotes.shape} do not match {len(fields)} fields: "
-            f"pass an (n, {len(fields)}) array"
-        )
-    if not 0 <= decimals <= 15:
-        raise ValueError(f"invalid decimals {decimals}: use 0 to 15")
-    columns = _render_numbers(quotes, decimals)
-    count, _, width = columns.shape
-
-    # Interleave the fixed text ('{"best_bid":', ',"best_ask":', '}') with the
-    # rendered numbers.
-    keys = [json.dumps(name).encode() for name in fields]
-    pieces = [b"{" + keys[0] + b":"]
-    pieces += [b"," + key + b":" for key in keys[1:]]
-    length = sum(map(len, pieces)) + width * len(fields) + 1
-    payloads = np.empty((count, length), dtype=np.uint8)
-    position = 0
-    for column, piece in enumerate(pieces):
-        payloads[:, position : position + len(piece)] = np.frombuffer(piece, np.uint8)
-        position += len(piece)
-        payloads[:, position : position + width] = columns[:, column]
-        position += width
-    payloads[:, position] = ord("}")
-    return payloads
+    rows, layout = _render_rows(quotes, fields, OPCODE_BINARY, decimals)
+    return rows.view(np.uint8)[:, layout.header_bytes + MASK_KEY_BYTES :]
 
 
 def frame_header(opcode: int, length: int) -> bytes:
@@ -170,11 +154,96 @@ def frame_header(opcode: int, length: int) -> bytes:
     return struct.pack(">BBQ", first, MASK_BIT | 127, length)
 
 
-def _render_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
-    """Render every value as right-aligned ASCII of one common width.
+# Every frame of a batch is one row of 32-bit words, laid out so that each
+# rendered piece of text is exactly one word:
+#
+#   | header | masking key | {"best_bid":  | 100. | 1234 | ,"best_ask": | ...
+#
+# Constant text is padded with spaces to end on a word boundary, which JSON
+# allows around values and before "}". The header and key take 6 bytes, so
+# the first 2 payload bytes share a word with the key's end; a header of 4
+# bytes (payloads of 126 bytes or more) leaves the payload aligned.
+FIRST_PAYLOAD_WORD = 2
+WORD_BYTES = 4
+
+# Text of every word a number can contain, as one uint32 each. "Point" words
+# end an integer part: 3 digits and ".". "Group" words hold 4 digits of the
+# integer part's higher digits or of the fraction. Each comes zero-padded
+# ("042."), space-padded ("  42.") and with a minus sign (" -42."), which is
+# only used where the sign fits; elsewhere that row repeats the space-padded
+# text.
+POINT_COUNT = 1000
+GROUP_COUNT = 10_000
+
+
+def _word_texts() -> list[str]:
+    def negative(value: int, digits: int) -> str:
+        text = f"-{value}"
+        return text.rjust(digits) if len(text) <= digits else f"{value:{digits}d}"
+
+    points = [
+        *(f"{v:03d}." for v in range(POINT_COUNT)),
+        *(f"{v:3d}." for v in range(POINT_COUNT)),
+        *(negative(v, 3) + "." for v in range(POINT_COUNT)),
+    ]
+    groups = [
+        *(f"{v:04d}" for v in range(GROUP_COUNT)),
+        *(f"{v:4d}" for v in range(GROUP_COUNT)),
+        *(negative(v, 4) for v in range(GROUP_COUNT)),
+    ]
+    return [*points, *groups, "    ", "   -"]
+
+
+WORDS = np.frombuffer("".join(_word_texts()).encode(), dtype=np.uint32)
+POINT_ZERO, POINT_SPACE, POINT_MINUS = (i * POINT_COUNT for i in range(3))
+GROUP_ZERO, GROUP_SPACE, GROUP_MINUS = (
+    3 * POINT_COUNT + i * GROUP_COUNT for i in range(3)
+)
+BLANK_WORD = 3 * POINT_COUNT + 3 * GROUP_COUNT
+MINUS_WORD = BLANK_WORD + 1
+
+
+class _Layout(NamedTuple):
+    template: np.ndarray
+    """One frame row as uint32 words, with zeros where key and numbers go."""
+    header_bytes: int
+    lead_bytes: int
+    """Payload bytes before the first aligned word: 2 or 0."""
+    number_columns: tuple[int, ...]
+    """Word index where each field's number starts."""
+
+
+def _render_rows(
+    quotes: np.ndarray, fields: Sequence[str], opcode: int, decimals: int
+) -> tuple[np.ndarray, _Layout]:
+    """Render unmasked frames with zero keys, one row of uint32 words each."""
+    quotes = np.asarray(quotes, dtype=np.float64)
+    if quotes.ndim != 2 or quotes.shape[1] != len(fields):
+        raise ValueError(
+            f"quotes of shape {quotes.shape} do not match {len(fields)} fields: "
+            f"pass an (n, {len(fields)}) array"
+        )
+    if not 1 <= decimals <= 12:
+        raise ValueError(f"invalid decimals {decimals}: use 1 to 12")
+    integer_words, number_words = _number_words(quotes, decimals)
+    layout = _layout(tuple(fields), opcode, len(integer_words) + len(number_words))
+    rows = np.empty((len(quotes), len(layout.template)), dtype=np.uint32)
+    rows[:] = layout.template
+    words = [*integer_words, *number_words]
+    for field, start in enumerate(layout.number_columns):
+        for offset, indexes in enumerate(words):
+            rows[:, start + offset] = WORDS.take(indexes[:, field])
+    return rows, layout
+
+
+def _number_words(
+    values: np.ndarray, decimals: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Choose the ``WORDS`` index of every word of every number.
 
     Returns:
-        A ``uint8`` array of shape (n, columns, width).
+        Index arrays shaped like ``values``: the integer part's words from
+        the most significant, then the fraction's words.
     """
     if not np.isfinite(values).all():
         raise ValueError("prices must be finite numbers: JSON has no NaN or Infinity")
@@ -187,81 +256,101 @@ def _render_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
         )
 
     # Split into integer part and fraction in float64, which holds these
-    # integers exactly and divides them faster than int64 does. The floor of
-    # the quotient is exact because the dividend is below 2**53.
+    # integers exactly and divides them faster than int64 does. Each floor of
+    # a quotient is exact because the dividend is below 2**53.
     negative = scaled < 0
     magnitude = np.abs(scaled)
     unit = 10.0**decimals
     whole = np.floor(magnitude / unit)
     fraction = magnitude - whole * unit
 
-    # Count the digits of the integer part; 0 still takes one digit.
-    whole_digits = np.ones(whole.shape, dtype=np.intp)
-    limit = 10.0
-    while (whole >= limit).any():
-        whole_digits += whole >= limit
-        limit *= 10
-    sign_width = int(negative.any())
-    integer_width = int(whole_digits.max(initial=1)) + sign_width
-    width = integer_width + (decimals + 1 if decimals else 0)
-    text = np.empty((*values.shape, width), dtype=np.uint8)
+    # Word j of the integer part starts at ``starts[j]``: the point word holds
+    # the lowest 3 digits, each further word 4 more. ``top`` is the word of a
+    # number's first digit. Most batches need one word, so the loops below
+    # skip the words and comparisons that no number of the batch needs.
+    largest = float(whole.max(initial=0.0))
+    starts = [0.0, float(POINT_COUNT)]
+    while starts[-1] <= largest:
+        starts.append(starts[-1] * GROUP_COUNT)
+    top = np.zeros(values.shape, dtype=np.intp)
+    for start in starts[1:-1]:
+        top += whole >= start
 
-    # Integer part: digits, spaces to their left and a minus sign just before
-    # the first digit of a negative number.
-    text[..., :integer_width] = _render_digits(whole, integer_width, pad=SPACE)
-    if sign_width:
-        rows, columns = np.nonzero(negative)
-        places = integer_width - 1 - whole_digits[rows, columns]
-        text[rows, columns, places] = MINUS
+    # A minus sign fits in the top word unless that word is full of digits;
+    # then it spills into a word of its own.
+    has_minus = bool(negative.any())
+    if has_minus:
+        full_from = np.array([100.0, *(s * 1000 for s in starts[1:-1])])
+        full = whole >= full_from[top]
+        in_top = negative & ~full
+        spill = negative & full
+        count = int((top + 1 + spill).max(initial=1))
+    else:
+        count = len(starts) - 1
 
-    # Fraction: always all ``decimals`` digits, trailing zeros included.
-    if decimals:
-        text[..., integer_width] = POINT
-        text[..., integer_width + 1 :] = _render_digits(fraction, decimals, pad=ZERO)
-    return text
+    integer_words = []
+    for j in range(count - 1, -1, -1):
+        group = whole if j == 0 else np.floor(whole / starts[j])
+        size = POINT_COUNT if j == 0 else GROUP_COUNT
+        group = (group - np.floor(group / size) * size).astype(np.intp)
+        zero, space, minus = (
+            (POINT_ZERO, POINT_SPACE, POINT_MINUS)
+            if j == 0
+            else (GROUP_ZERO, GROUP_SPACE, GROUP_MINUS)
+        )
+        word = space + group
+        if has_minus:
+            word += np.where(in_top, minus - space, 0)
+        if j < len(starts) - 2:
+            word = np.where(j < top, zero + group, word)
+        if j > 0:
+            beyond = BLANK_WORD
+            if has_minus:
+                beyond = np.where(spill & (top + 1 == j), MINUS_WORD, BLANK_WORD)
+            word = np.where(j > top, beyond, word)
+        integer_words.append(word)
+
+    # The fraction is padded with zeros to whole words: 4 decimals give one.
+    fraction_words = -(-decimals // 4)
+    fraction = fraction * 10.0 ** (4 * fraction_words - decimals)
+    number_words = []
+    for j in range(fraction_words - 1, -1, -1):
+        group = np.floor(fraction / float(GROUP_COUNT) ** j) if j else fraction
+        group = group - np.floor(group / GROUP_COUNT) * GROUP_COUNT
+        number_words.append(GROUP_ZERO + group.astype(np.intp))
+    return integer_words, number_words
 
 
-# The text of every 4-digit group as one uint32 word each: rows 0-9999
-# zero-padded ("0042"), rows 10000-19999 the same numbers space-padded
-# ("  42"), and row 20000 blank. One ``take`` from this table per group is
-# several times faster than taking digits apart one by one.
-GROUP_DIGITS = 4
-GROUP_SIZE = 10**GROUP_DIGITS
-BLANK_GROUP = 2 * GROUP_SIZE
-_GROUP_TEXT = "".join(
-    [
-        *(f"{value:0{GROUP_DIGITS}d}" for value in range(GROUP_SIZE)),
-        *(f"{value:{GROUP_DIGITS}d}" for value in range(GROUP_SIZE)),
-        " " * GROUP_DIGITS,
-    ]
-)
-GROUP_WORDS = np.frombuffer(_GROUP_TEXT.encode(), dtype=np.uint32)
-
-
-def _render_digits(numbers: np.ndarray, width: int, pad: int) -> np.ndarray:
-    """Render non-negative whole floats right-aligned in ``width`` ASCII columns.
-
-    ``pad`` is ``ZERO`` for leading zeros or ``SPACE`` for leading spaces. The
-    caller guarantees that every number has at most ``width`` digits and is
-    below 2**53.
-    """
-    groups = -(-width // GROUP_DIGITS)
-    text = np.empty((*numbers.shape, groups * GROUP_DIGITS), dtype=np.uint8)
-    for group in range(groups):
-        shifted = np.floor(numbers / GROUP_SIZE**group) if group else numbers
-        if group < groups - 1:
-            shifted = shifted - np.floor(shifted / GROUP_SIZE) * GROUP_SIZE
-        row = shifted.astype(np.intp)
-        if pad == SPACE:
-            # The group holding the first digit is space-padded, groups to its
-            # left are blank, and a zero number still shows its "0".
-            row += GROUP_SIZE * (numbers < GROUP_SIZE ** (group + 1))
-            if group:
-                row[numbers < GROUP_SIZE**group] = BLANK_GROUP
-        end = text.shape[-1] - group * GROUP_DIGITS
-        words = GROUP_WORDS.take(row)[..., None]
-        text[..., end - GROUP_DIGITS : end] = words.view(np.uint8)
-    return text[..., text.shape[-1] - width :]
+@functools.lru_cache(maxsize=64)
+def _layout(fields: tuple[str, ...], opcode: int, number_words: int) -> _Layout:
+    """Lay out the constant text and the number slots of one frame row."""
+    keys = [json.dumps(name, ensure_ascii=False).encode() for name in fields]
+    pieces = [b"{" + keys[0] + b":", *(b"," + key + b":" for key in keys[1:])]
+    for header_bytes in (2, 4):
+        start = header_bytes + MASK_KEY_BYTES
+        text = bytearray()
+        number_columns = []
+        for piece in pieces:
+            text += piece
+            text += b" " * (-(start + len(text)) % WORD_BYTES)
+            number_columns.append((start + len(text)) // WORD_BYTES)
+            text += bytes(WORD_BYTES * number_words)
+        text += b" " * (-(start + len(text) + 1) % WORD_BYTES) + b"}"
+        while header_bytes == 4 and len(text) < 126:
+            # RFC 6455 requires the shortest length encoding, so a payload
+            # that needs this header must be at least 126 bytes long.
+            text[-1:] = b"    }"
+        header = frame_header(opcode, len(text))
+        if len(header) == header_bytes:
+            break
+    else:
+        raise ValueError(
+            f"payload of {len(text)} bytes is too long for batch encoding: "
+            "use fewer or shorter field names"
+        )
+    row = header + bytes(MASK_KEY_BYTES) + bytes(text)
+    template = np.frombuffer(row, dtype=np.uint32)
+    return _Layout(template, header_bytes, start % WORD_BYTES, tuple(number_columns))
 
 
 def _mask_keys(count: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -272,18 +361,6 @@ def _mask_keys(count: int, rng: np.random.Generator | None) -> np.ndarray:
     size = count * MASK_KEY_BYTES
     raw = os.urandom(size) if rng is None else rng.bytes(size)
     return np.frombuffer(raw, dtype=np.uint8).reshape(count, MASK_KEY_BYTES)
-
-
-def _mask(payloads: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """XOR byte ``j`` of payload ``i`` with byte ``j % 4`` of key ``i``."""
-    count, length = payloads.shape
-    words = -(-length // MASK_KEY_BYTES)
-
-    # Pad each row to whole 4-byte words so the XOR runs on uint32, one key each.
-    padded = np.zeros((count, words * MASK_KEY_BYTES), dtype=np.uint8)
-    padded[:, :length] = payloads
-    masked = padded.view(np.uint32) ^ np.ascontiguousarray(keys).view(np.uint32)
-    return masked.view(np.uint8)[:, :length]
 
 
 def iter_frames(data: bytes):
