@@ -96,6 +96,14 @@ def _reject(
 
 
 def _check_upgrade_request(request: web.Request) -> None:
+    # aiohttp 3.14 also accepts the draft version 8; RFC 6455 section 4.4 asks
+    # for 426 with the supported version instead, as tungstenite does.
+    if request.headers.get("Sec-WebSocket-Version", "13") != "13":
+        response = error_response(
+            426, "unsupported WebSocket version; use 13", "upgrade_required"
+        )
+        response.headers["Sec-WebSocket-Version"] = "13"
+        raise _Rejection(response)
     if not web.WebSocketResponse().can_prepare(request).ok:
         raise _Rejection(
             error_response(
