@@ -34,8 +34,9 @@ PERCENTILE_OF_METRIC = {
 }
 
 VERDICTS = ("ok", "within noise", "regression", "not checked", "n/a")
-"""``ok``: within the threshold; ``within noise``: beyond the threshold but the
-interval contains zero; ``not checked``: no threshold; ``n/a``: a value is missing.
+"""``ok``: within the threshold. ``within noise``: beyond the threshold, but the
+interval reaches back inside it. ``not checked``: no threshold. ``n/a``: a value
+is missing.
 """
 
 
@@ -75,7 +76,7 @@ class Comparison:
     latency: str
     """The latency entry compared: send_to_fire_from_intended or send_to_fire."""
     resampling: dict[str, str]
-    """What the bootstrap resampled in each run: ``interval`` or ``sample``."""
+    """Resampling unit of each run's bootstrap: ``interval`` or ``sample``."""
     confidence: float
     iterations: int
     metrics: list[MetricComparison] = field(default_factory=list)

@@ -1,6 +1,6 @@
 """Regression thresholds for ``loadgen compare``, from options or a TOML file.
 
-A threshold says how much worse a candidate may be than its baseline:
+A threshold sets how much worse a candidate may be than its baseline:
 
 - ``--max-regression p99=10%``: the candidate's p99 may be up to 10% above the
   baseline's. ``p99=2ms`` (or ``500us``, ``0.5s``) allows an absolute rise.

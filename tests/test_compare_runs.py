@@ -85,8 +85,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def wide_thresholds(tmp_path) -> Path:
     """Thresholds as reports/README.md suggests for CI on shared machines.
 
-    Reruns of a 5 s run on a busy 2-core machine moved p90 by about 30%, a
-    run-to-run change the within-run bootstrap cannot see; the 20 ms graph
+    Reruns of a 5 s run on a busy 2-core machine moved p90 by about 30%. The
+    within-run bootstrap cannot see such run-to-run changes. The 20 ms graph
     moves every percentile by far more than 100%.
     """
     path = tmp_path / "thresholds.toml"
