@@ -174,8 +174,8 @@ def _byte_arrays(cache: Any) -> dict[str, bytes] | None:
 
 
 def _bincode_hex(value: Any) -> str:
-    # Event payloads sit in the cache unframed; Cloacina's cache holds the
-    # bincode frame, so show that. fire_with bytes are shown as given.
+    # Event payloads sit in the cache unframed, but Cloacina's cache holds the
+    # bincode frame, so an entry without a frame is shown framed.
     if isinstance(value, bytes):
         size = len(value) - BINCODE_LENGTH_BYTES
         framed = size >= 0 and int.from_bytes(value[:8], "little") == size

@@ -174,7 +174,7 @@ class GraphRunner:
     def on_boundary(
         self, accumulator: str, boundary: Any, event_index: int = 0
     ) -> bool:
-        """Deliver an event; the name kept from the first version of this class."""
+        """Deliver an event, like ``offer``."""
         return self.offer(accumulator, boundary, event_index)
 
     def force_fire(self) -> None:
