@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 
 from loadgen.bootstrap import DEFAULT_ITERATIONS, ResamplingSource, difference_interval
 from loadgen.histogram import LatencyHistogram
-from loadgen.report_schema import ReportError, interval_histograms, latency_key
+from loadgen.report_schema import (
+    HISTOGRAM_ERRORS,
+    ReportError,
+    interval_histograms,
+    latency_key,
+)
 from loadgen.thresholds import HIGHER_IS_BETTER, LATENCY_METRICS, METRICS, Threshold
 
 __all__ = [
@@ -120,7 +125,12 @@ def compare_reports(
             )
         # Interval histograms hold samples from the intended send time only.
         intervals = interval_histograms(report) if key.endswith("_intended") else None
-        sources[name] = ResamplingSource.from_encoded(entry["histogram"], intervals)
+        try:
+            sources[name] = ResamplingSource.from_encoded(entry["histogram"], intervals)
+        except HISTOGRAM_ERRORS as error:
+            raise ReportError(
+                f"{name}: invalid timeline.latency_intervals: {error}"
+            ) from None
 
     comparison = Comparison(
         baseline_name=names[0],

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from loadgen import __version__
 from loadgen.histogram import LatencyHistogram
 from loadgen.report import SCHEMA_VERSION
-from loadgen.report_schema import ReportError, validate_report
+from loadgen.report_schema import ReportError, decode_histogram, validate_report
 
 __all__ = ["merge_reports"]
 
@@ -247,22 +247,26 @@ def _merge_timelines(
                     series[start + index] += value
         merged[name] = series
     if all("latency_intervals" in timeline for timeline in timelines):
-        merged["latency_intervals"] = _merge_intervals(timelines, starts, length)
+        merged["latency_intervals"] = _merge_intervals(timelines, starts, length, names)
     return merged
 
 
 def _merge_intervals(
-    timelines: Sequence[dict], starts: Sequence[int], length: int
+    timelines: Sequence[dict],
+    starts: Sequence[int],
+    length: int,
+    names: Sequence[str],
 ) -> list[str | None]:
     slots: list[LatencyHistogram | None] = [None] * length
-    for start, timeline in zip(starts, timelines, strict=True):
+    for start, timeline, name in zip(starts, timelines, names, strict=True):
         for index, encoded in enumerate(timeline["latency_intervals"]):
             if encoded is None:
                 continue
             slot = slots[start + index]
             if slot is None:
                 slot = slots[start + index] = LatencyHistogram()
-            slot.add(LatencyHistogram.decode(encoded))
+            where = f"timeline.latency_intervals[{index}]"
+            slot.add(decode_histogram(encoded, name, where))
     return [None if slot is None else slot.encode() for slot in slots]
 
 

@@ -175,6 +175,12 @@ def _errors(report: dict) -> str:
     outcome = report["outcome"]
     if outcome["error"]:
         items.append(f"run {outcome['status']}: {outcome['error']}")
+    outages = report.get("outages")
+    if isinstance(outages, dict):
+        # The runner's outage counters, for example probe_outages and probes_missed.
+        for name, value in outages.items():
+            if isinstance(value, int) and value:
+                items.append(f"{name.replace('_', ' ')}: {value:,}")
     for note in (report.get("self_check") or {}).get("notes", []):
         items.append(f"self-check: {note}")
     if not items:

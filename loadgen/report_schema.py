@@ -10,10 +10,17 @@ dependency, a small interpreter checks the part of JSON Schema that file uses:
 from __future__ import annotations
 
 import json
+import zlib
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from hdrh.codec import (
+    HdrCookieException,
+    HdrHistogramSettingsException,
+    HdrLengthException,
+)
 
 from loadgen.errors import LoadgenError
 from loadgen.histogram import LatencyHistogram
@@ -22,6 +29,8 @@ from loadgen.report import SCHEMA_VERSION
 __all__ = [
     "ReportError",
     "SchemaError",
+    "HISTOGRAM_ERRORS",
+    "decode_histogram",
     "load_report",
     "report_schema",
     "validate_report",
@@ -55,6 +64,18 @@ JSON_TYPES = {
     "boolean": bool,
     "null": type(None),
 }
+
+
+HISTOGRAM_ERRORS = (
+    ValueError,
+    RuntimeError,
+    IndexError,
+    zlib.error,
+    HdrCookieException,
+    HdrLengthException,
+    HdrHistogramSettingsException,
+)
+"""Exceptions that ``HdrHistogram.decode`` (hdrh 0.10) raises for damaged input."""
 
 
 class ReportError(LoadgenError):
@@ -111,6 +132,34 @@ def validate_report(report: Any, source: str = "report") -> None:
     problem = _first_problem(report, report_schema(), "")
     if problem is not None:
         raise ReportError(f"{source}: {problem}")
+
+    # Check that each latency histogram decodes and matches its summary.
+    for key, entry in report["latency"].items():
+        if not (isinstance(entry, dict) and "histogram" in entry):
+            continue
+        where = f"latency.{key}.histogram"
+        histogram = decode_histogram(entry["histogram"], source, where)
+        expected = entry["summary"]["count"]
+        if histogram.count != expected:
+            raise ReportError(
+                f"{source}: {where} contains {histogram.count:,} samples but "
+                f"latency.{key}.summary.count is {expected:,}"
+            )
+    # Decoding costs about 0.25 ms per interval, under a second for an hour.
+    for index, encoded in enumerate(interval_histograms(report) or ()):
+        if encoded is not None:
+            decode_histogram(encoded, source, f"timeline.latency_intervals[{index}]")
+
+
+def decode_histogram(encoded: str, source: str, where: str) -> LatencyHistogram:
+    """Decode a histogram of a report, or raise ``ReportError`` naming its field."""
+    try:
+        return LatencyHistogram.decode(encoded)
+    except HISTOGRAM_ERRORS as error:
+        raise ReportError(
+            f"{source}: invalid {where}: not an HdrHistogram in compressed base64 "
+            f"({type(error).__name__}: {error})"
+        ) from None
 
 
 def latency_key(*reports: dict) -> str:

@@ -268,6 +268,9 @@ def test_html_report_in_chromium(runs, tmp_path):
     assert 'id="errors"' in dom
     report = json.loads(runs["baseline"].read_text())
     if "timeline" in report:
+        latency_chart = dom.split('id="chart-latency-time"')[1].split("</svg>")[0]
+        assert 'data-series="p99"' in latency_chart
+        assert "no data" not in latency_chart
         throughput_chart = dom.split('id="chart-throughput"')[1].split("</svg>")[0]
         assert 'data-series="sent per second"' in throughput_chart
         assert "no data" not in throughput_chart

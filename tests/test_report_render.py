@@ -88,6 +88,14 @@ def test_html_of_legacy_report():
     assert 'data-series="from actual send"' in percentiles
 
 
+def test_html_lists_outages():
+    report = sample_report()
+    report["outages"] = {"windows": [], "probe_outages": 2, "probes_missed": 0}
+    errors = render_html(report).split('id="errors"')[1].split("</ul>")[0]
+    assert "probe outages: 2" in errors
+    assert "probes missed" not in errors
+
+
 def test_html_escapes_text():
     report = sample_report()
     report["outcome"] = {"status": "failed", "error": "<b>boom</b>"}

@@ -207,3 +207,25 @@ def test_real_report_shape_loads(tmp_path):
         "outcome": {"status": "completed", "error": None},
     }
     assert load_report(write(tmp_path, report)) == report
+
+
+def test_damaged_histogram(tmp_path):
+    report = full_report()
+    report["latency"]["send_to_fire"]["histogram"] = "SGVsbG8gd29ybGQ="
+    message = error_of(write(tmp_path, report))
+    assert "invalid latency.send_to_fire.histogram: not an HdrHistogram" in message
+
+
+def test_damaged_interval_histogram(tmp_path):
+    report = full_report()
+    report["timeline"]["latency_intervals"][1] = "HISTFAAAAHR4nJNpmSzMwMCQ"
+    message = error_of(write(tmp_path, report))
+    assert "invalid timeline.latency_intervals[1]: not an HdrHistogram" in message
+
+
+def test_summary_count_mismatch(tmp_path):
+    report = full_report()
+    report["latency"]["send_to_fire"]["summary"]["count"] += 1
+    message = error_of(write(tmp_path, report))
+    assert "latency.send_to_fire.histogram contains 9 samples" in message
+    assert "summary.count is 10" in message
