@@ -226,6 +226,11 @@ def _notes(baseline: dict, candidate: dict, comparison: Comparison) -> list[str]
         for key in ("users", "rate_per_s", "feed", "frame", "poll_interval_ms")
         if baseline["config"].get(key) != candidate["config"].get(key)
     ]
+    differing += [
+        f"target.{key}"
+        for key in ("graph", "server_profile")
+        if baseline["target"].get(key) != candidate["target"].get(key)
+    ]
     if differing:
         notes.append(f"the runs differ in configuration: {', '.join(differing)}")
     return notes
