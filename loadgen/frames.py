@@ -80,8 +80,9 @@ def encode_frames(
     Row ``i`` becomes ``{"best_bid":   100.1234,"best_ask":   100.1500   }``:
     numbers are right-aligned with spaces and their fraction is padded with
     zeros to a multiple of 4 digits. Values are rounded half to even to
-    ``decimals`` places, so 100.12345 is sent as 100.1234. The feeds already
-    round to 4 places, so with the default nothing is lost for them.
+    ``decimals`` places, so 100.12345 is sent as 100.1234. The sine and
+    random-walk feeds already round to 4 places, so with the default nothing
+    is lost for them, but replayed quotes may lose digits.
 
     Args:
         quotes: float array of shape (n, len(fields)); n may be 0.
@@ -161,17 +162,16 @@ def frame_header(opcode: int, length: int) -> bytes:
 #
 # Constant text is padded with spaces to end on a word boundary, which JSON
 # allows around values and before "}". The header and key take 6 bytes, so
-# the first 2 payload bytes share a word with the key's end; a header of 4
-# bytes (payloads of 126 bytes or more) leaves the payload aligned.
+# the first 2 payload bytes share a word with the key's end. A header of 4
+# bytes, for payloads of 126 bytes or more, leaves the payload aligned.
 FIRST_PAYLOAD_WORD = 2
 WORD_BYTES = 4
 
 # Text of every word a number can contain, as one uint32 each. "Point" words
 # end an integer part: 3 digits and ".". "Group" words hold 4 digits of the
 # integer part's higher digits or of the fraction. Each comes zero-padded
-# ("042."), space-padded ("  42.") and with a minus sign (" -42."), which is
-# only used where the sign fits; elsewhere that row repeats the space-padded
-# text.
+# ("042."), space-padded (" 42.") and with a minus sign ("-42."). Where the
+# sign does not fit, the minus row repeats the space-padded text.
 POINT_COUNT = 1000
 GROUP_COUNT = 10_000
 
@@ -255,7 +255,7 @@ def _number_words(
             f"decimals: keep |price| * 10**{decimals} below 2**53"
         )
 
-    # Split into integer part and fraction in float64, which holds these
+    # Split into integer part and fraction in float64, which stores these
     # integers exactly and divides them faster than int64 does. Each floor of
     # a quotient is exact because the dividend is below 2**53.
     negative = scaled < 0
@@ -264,7 +264,7 @@ def _number_words(
     whole = np.floor(magnitude / unit)
     fraction = magnitude - whole * unit
 
-    # Word j of the integer part starts at ``starts[j]``: the point word holds
+    # Word j of the integer part starts at ``starts[j]``: the point word has
     # the lowest 3 digits, each further word 4 more. ``top`` is the word of a
     # number's first digit. Most batches need one word, so the loops below
     # skip the words and comparisons that no number of the batch needs.

@@ -50,7 +50,7 @@ class SinkCounters:
 
     def __init__(self) -> None:
         self.bytes_received = 0
-        """Bytes read after the opening handshake; the request itself is not counted."""
+        """Bytes read after the opening handshake request, which is not counted."""
         self.connections = 0
         """WebSocket upgrades accepted."""
         self.open_connections = 0

@@ -15,8 +15,8 @@ connection for ``--duration`` seconds:
 - ``websocket-client``: ``json.dumps`` and ``ws.send`` in a tight loop;
 - ``tutorial``: the tutorial's ``AccumulatorClient.send`` in a tight loop;
 - ``artillery``: Artillery's WebSocket engine with one virtual user, when
-  ``node`` is installed and ``npm install artillery`` works; its rate is
-  counted by the sink, because Artillery reports no exact send count.
+  ``node`` is installed and ``npm install artillery`` works. Artillery
+  reports no exact send count, so the sink counts its frames.
 
 Every contender runs as its own process, pinned to one CPU, and the sink to
 another CPU when the machine has two. Every repetition runs each contender
