@@ -117,6 +117,20 @@ def main() -> None:
     "server (see reference_server/examples); only without --host.",
 )
 @click.option(
+    "--server-profile",
+    type=click.Choice(["tutorial", "cloacina"]),
+    default=None,
+    help="Protocol of the embedded reference server: the tutorial's or today's "
+    "Cloacina server's [default: tutorial]; only without --host.",
+)
+@click.option(
+    "--ground-truth",
+    is_flag=True,
+    default=False,
+    help="Have the embedded reference server record true fire times, and check "
+    "each latency sample against them; only without --host.",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -145,7 +159,9 @@ def run(**options) -> None:
         reconnect_min_ms=options["reconnect_min_ms"],
         reconnect_max_ms=options["reconnect_max_ms"],
         output=options["output"],
-        server_args=_server_args(options["server_config"]),
+        server_args=_server_args(
+            options["server_config"], options["server_profile"], options["ground_truth"]
+        ),
     )
     try:
         config.shape = _shape(options["shape"], options["rate"], options["duration"])
@@ -191,8 +207,17 @@ def _shape(spec: str | None, rate: float | None, duration: float | None):
     return parse_shape(spec)
 
 
-def _server_args(server_config: Path | None) -> tuple[str, ...]:
-    return () if server_config is None else ("--config", str(server_config))
+def _server_args(
+    server_config: Path | None, profile: str | None, ground_truth: bool
+) -> tuple[str, ...]:
+    args: list[str] = []
+    if server_config is not None:
+        args += ["--config", str(server_config)]
+    if profile is not None:
+        args += ["--profile", profile]
+    if ground_truth:
+        args.append("--ground-truth")
+    return tuple(args)
 
 
 def _fail(error: LoadgenError) -> None:

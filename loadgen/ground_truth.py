@@ -91,7 +91,7 @@ class GroundTruth:
         self.validation.samples += 1
         self.validation.truth.record_us(truth_us)
         self.validation.max_error_us = max(self.validation.max_error_us, abs(error_us))
-        if -SLACK_US <= error_us <= bound_us + SLACK_US:
+        if abs(error_us) <= bound_us + SLACK_US:
             self.validation.within_bound += 1
 
     def _consuming_fire(self, event_index: int) -> dict | None:

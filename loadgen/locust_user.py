@@ -17,6 +17,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadgen.backoff import Backoff
 from loadgen.counters import RunCounters
+from loadgen.detection import choose_detector
 from loadgen.encoding import encode_quotes
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import FATAL_KINDS, ConnectionProblem, LoadgenError
@@ -29,6 +30,7 @@ from loadgen.probe import LatencyProbe, ProbeSample
 from loadgen.producer import Producer
 from loadgen.settings import LoadSettings, add_locust_options, settings_from_options
 from loadgen.shapes import LoadShape
+from loadgen.tags import apply_tags
 
 __all__ = ["OrderbookUser", "LoadgenState", "state_of"]
 
@@ -65,8 +67,16 @@ class LoadgenState:
         """Set when the server offers ground truth to validate probe samples."""
         self.schedule_lag = LatencyHistogram()
         """Lag of the oldest event of each batch behind its intended send time."""
+        self.next_sequence = 0
+        """Sequence tag of the next event this process sends, load or probe."""
         self.outage_windows: list[tuple[float, float]] = []
         """(start, end) on ``time.perf_counter`` of each lost connection."""
+
+    def take_sequence(self, count: int) -> int:
+        """Reserve ``count`` consecutive sequence tags and return the first."""
+        first = self.next_sequence
+        self.next_sequence += count
+        return first
 
     def close_outage(self, started_s: float, ended_s: float) -> None:
         self.outage_windows.append((started_s, ended_s))
@@ -191,7 +201,10 @@ class OrderbookUser(User):
         lag_s = started - self.schedule.intended_time_s(first)
         self.state.schedule_lag.record_us(lag_s * 1e6)
         late_until = self.schedule.due_count(started - LATE_THRESHOLD_S)
-        payloads = encode_quotes(self.feed.next_batch(count))
+        quotes = apply_tags(
+            self.feed.next_batch(count), self.state.take_sequence(count)
+        )
+        payloads = encode_quotes(quotes)
         for position, payload in enumerate(payloads):
             sent_at = time.perf_counter()
             try:
@@ -313,6 +326,8 @@ def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None
             poll_interval_s=settings.poll_interval_ms / 1000,
             probe_interval_s=settings.probe_interval_ms / 1000,
             on_sample=_sample_handler(environment, state, producer),
+            detector=choose_detector(health, settings.graph, settings.accumulator),
+            next_tag=lambda: state.take_sequence(1),
         )
         if state.shape is not None:
             # Line the probe's per-second intervals up with the run's timeline.

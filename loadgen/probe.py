@@ -1,10 +1,13 @@
 """The send-to-fire latency probe.
 
 The probe sends its own events on its own connection at a fixed probe rate and,
-after each send, polls the graph's health endpoint until the fire count moves.
-A sample's latency runs from the send to the arrival of the observing poll's
-response, so it overstates the truth by at most its error bound: the time from
-the previous poll's request to the observing poll's response.
+after each send, polls the server until it sees the fire that consumed the
+event (see ``loadgen.detection`` for the ways it can tell).
+The fire completed after the previous poll's request left and before the
+observing poll's response arrived; that window's width is the sample's error
+bound, and the sample is the midpoint of the observing poll's round trip,
+the best estimate of when the server read its state. The first poll's
+"previous request" is the send itself.
 
 The probe is open-model too: probe ``k`` is due at ``start + k * interval``. When
 a slow fire holds the probe past the next due time, the next probe goes out
@@ -14,27 +17,30 @@ wrk2. The latency from the actual send time does not; the report keeps both.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from loadgen.backoff import Backoff
+from loadgen.detection import CountDetector
 from loadgen.encoding import encode_quotes
-from loadgen.endpoints import graph_health_path
 from loadgen.errors import FATAL_KINDS, ConnectionProblem
-from loadgen.health import HealthClient, fire_count_of
+from loadgen.health import HealthClient
 from loadgen.histogram import LatencyHistogram
 from loadgen.producer import Producer
+from loadgen.tags import apply_tags
 
 __all__ = ["LatencyProbe", "ProbeSample"]
 
 logger = logging.getLogger(__name__)
 
 MAX_POLL_INTERVAL_S = 0.05
-ADAPTIVE_FRACTION = 0.05
+ADAPTIVE_FRACTION = 0.02
 """The poll interval grows to this fraction of the time waited so far, so a slow
-fire costs few polls while the error bound stays within 5% of the latency."""
+fire costs few polls while the error bound stays within 2% of the latency; at a
+1 ms interval it starts to grow after 50 ms."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,9 @@ class ProbeSample:
     """One measured probe, times in microseconds."""
 
     latency_us: float
-    """From the actual send to the observing poll's response."""
+    """From the actual send to the observing poll's read."""
     latency_from_intended_us: float
-    """From the intended send time to the observing poll's response."""
+    """From the intended send time to the observing poll's read."""
     error_bound_us: float
     """Width of the window in which the fire completed."""
     sent_ns: int
@@ -64,6 +70,10 @@ class LatencyProbe:
         timeout_s: a probe whose fire is not seen within this time is counted in
             ``timed_out`` and not recorded.
         on_sample: called with each sample, for live statistics and validation.
+        detector: how the probe's fire is recognized; polling the graph's fire
+            count when None.
+        next_tag: source of sequence tags shared with the producers of this
+            process, so that tags follow send order.
     """
 
     def __init__(
@@ -76,6 +86,8 @@ class LatencyProbe:
         probe_interval_s: float = 0.1,
         timeout_s: float = 5.0,
         on_sample: Callable[[ProbeSample], None] | None = None,
+        detector=None,
+        next_tag: Callable[[], int] | None = None,
     ) -> None:
         self.histogram = LatencyHistogram()
         """Latency from the actual send time."""
@@ -97,12 +109,18 @@ class LatencyProbe:
         self._probe_interval_s = max(probe_interval_s, poll_interval_s)
         self._timeout_s = timeout_s
         self._on_sample = on_sample
+        self._detector = detector or CountDetector(health, graph)
+        self._next_tag = next_tag or itertools.count().__next__
         self._stopping = False
         self._backoff = Backoff(0.1, 2.0)
         self._connected = True
         self.missed = 0
         """Probes that fell due while the server could not be reached."""
         self.outages = 0
+
+    @property
+    def detection_method(self) -> str:
+        return self._detector.method
 
     def stop(self) -> None:
         """Ask the probe loop to end after its current probe."""
@@ -160,20 +178,15 @@ class LatencyProbe:
             The sample, or None if no fire was seen within the timeout.
         """
         cycle_started = time.perf_counter()
-        payload = encode_quotes(self._feed.next_batch(1))[0]
-        status = self._health.get_json(graph_health_path(self._graph))
-        baseline = fire_count_of(status)
-        # A fire already running may have taken its snapshot before the probe
-        # event arrives; then the event's own fire is the one after it.
-        # TODO: a fire that starts between this read and the event's arrival is
-        # still taken for the probe's fire; only the ground truth rules it out.
-        target = baseline + (2 if status.get("firing") is True else 1)
+        tag = self._next_tag()
+        payload = encode_quotes(apply_tags(self._feed.next_batch(1), tag))[0]
+        target = self._detector.before_send(tag)
         sent_ns = time.perf_counter_ns()
         self._producer.send(payload)
         sent_at = sent_ns / 1e9
         self.sent += 1
-        # The baseline read is part of every probe, not a stall, so the delay
-        # from the intended time counts from when this probe's cycle began.
+        # The read before the send is part of every probe, not a stall, so the
+        # delay from the intended time counts from when this probe's cycle began.
         started_late_s = (
             0.0 if intended_s is None else max(0.0, cycle_started - intended_s)
         )
@@ -184,13 +197,13 @@ class LatencyProbe:
         previous_request = sent_at
         while True:
             requested = time.perf_counter()
-            count = self._health.graph_fire_count(self._graph)
+            fired = self._detector.fired(target)
             observed = time.perf_counter()
-            if count >= target:
+            read_at = (requested + observed) / 2
+            if fired:
                 sample = ProbeSample(
-                    latency_us=(observed - sent_at) * 1e6,
-                    latency_from_intended_us=(observed - sent_at + started_late_s)
-                    * 1e6,
+                    latency_us=(read_at - sent_at) * 1e6,
+                    latency_from_intended_us=(read_at - sent_at + started_late_s) * 1e6,
                     error_bound_us=(observed - previous_request) * 1e6,
                     sent_ns=sent_ns,
                 )

@@ -112,7 +112,11 @@ def _latency_section(settings, probe, state) -> dict:
     actual = probe.histogram if probe is not None else empty
     intended = probe.histogram_from_intended if probe is not None else empty
     bound = probe.error_bound if probe is not None else empty
-    method = f"poll fire count of /v1/health/graphs/{settings.graph}"
+    detection = probe.detection_method if probe is not None else "poll"
+    method = {
+        "poll": f"poll fire count of /v1/health/graphs/{settings.graph}",
+        "fire_log": "find the tagged event in /v1/health/reactors/{name}/fires",
+    }[detection]
     common = {
         "unit": "us",
         "method": method,
@@ -135,7 +139,7 @@ def _latency_section(settings, probe, state) -> dict:
             "histogram": intended.encode(),
         },
         "detection": {
-            "method": "poll",
+            "method": detection,
             "resolution_us": round(settings.poll_interval_ms * 1000),
             "error_bound_us": bound.summary(),
             "validation": None if truth is None else truth.validation.as_dict(),

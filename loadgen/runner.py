@@ -103,8 +103,9 @@ class RunConfig:
             )
         if self.host is not None and self.server_args:
             raise UsageProblem(
-                "--server-config configures the embedded reference server: "
-                "drop --host to use it, or configure the server at --host itself"
+                "--server-config, --server-profile and --ground-truth configure the "
+                "embedded reference server: drop --host to use them, or configure "
+                "the server at --host itself"
             )
         try:
             make_feed(self.feed)

@@ -64,7 +64,7 @@ def test_stall_shows_only_from_intended(probe_parts):
     ) > probe.histogram.value_at_percentile(90)
 
 
-def test_error_bound_covers_poll_interval(probe_parts):
+def test_samples_carry_error_bounds(probe_parts):
     producer, health = probe_parts
     probe = LatencyProbe(
         producer, health, "price_signal", SineFeed(), poll_interval_s=0.005
@@ -72,8 +72,10 @@ def test_error_bound_covers_poll_interval(probe_parts):
     samples = [probe.probe_once() for _ in range(10)]
     assert all(sample is not None for sample in samples)
     for sample in samples:
-        assert sample.error_bound_us <= sample.latency_us + 1
-        assert sample.latency_us > 0
+        # With inline fires the first poll sees the fire: the window runs from
+        # the send to that poll's response and holds the midpoint estimate.
+        assert 0 < sample.latency_us <= sample.error_bound_us
+        assert sample.error_bound_us < 100_000
 
 
 def test_probe_times_out_on_paused_graph(reference_server, probe_parts):
