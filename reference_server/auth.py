@@ -174,4 +174,7 @@ def write_key_file(path: str | Path, key: str) -> None:
 
 
 def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    # aiohttp decodes header bytes that are not UTF-8 to lone surrogates, which
+    # strict UTF-8 cannot encode. "surrogatepass" encodes any string, and equal
+    # strings still give equal digests, so such a key gets the usual 401.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()

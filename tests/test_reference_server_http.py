@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,45 @@ def test_events_counted_exactly(reference_server):
 
     assert item["events_total"] == 300
     assert item["events_rejected"] == 100
+
+
+def raw_request(server, path: str, extra_headers: bytes) -> tuple[int, bytes, bytes]:
+    """Send one GET with raw header bytes and return status, head and body."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n".encode()
+        + extra_headers
+        + b"Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+WEBSOCKET_UPGRADE_HEADERS = (
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.mark.parametrize("profile", ["tutorial", "cloacina"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/health/accumulators", "/v1/ws/accumulator/orderbook"],
+    ids=["rest", "websocket"],
+)
+def test_non_ascii_bearer_key_401(reference_server_factory, profile, path):
+    server = reference_server_factory(["--profile", profile])
+    headers = b"Authorization: Bearer \xff\xfe\r\n"
+    if "/ws/" in path:
+        headers += WEBSOCKET_UPGRADE_HEADERS
+
+    status, head, body = raw_request(server, path, headers)
+
+    assert status == 401
+    assert b"application/json" in head
+    assert json.loads(body)["code"] == "unauthorized"
+    assert "Traceback" not in server.stderr_text()
