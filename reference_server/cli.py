@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -25,7 +26,7 @@ from .profiles import PROFILES
 from .server import start_server
 from .state import DEFAULT_MAX_MESSAGE_BYTES
 
-__all__ = ["LISTENING_PREFIX", "main"]
+__all__ = ["LISTENING_PREFIX", "main", "program_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +35,21 @@ LISTENING_PREFIX = "reference server listening on "
 
 EXIT_CONFIG_ERROR = 2
 EXIT_BIND_ERROR = 1
+MAX_PORT = 65535
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m reference_server") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m reference_server",
+        prog=prog,
         description="Reference server for the Cloacina accumulator and reactor "
         "WebSockets and the health endpoints, for load tests and tutorials.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument(
-        "--port", type=int, default=8080, help="TCP port to bind; 0 picks a free one"
+        "--port",
+        type=int,
+        default=8080,
+        help="TCP port to bind, 0 to 65535; 0 picks a free one",
     )
     parser.add_argument(
         "--token",
@@ -88,10 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGINT or SIGTERM and return the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM and return the exit status.
+
+    Args:
+        argv: arguments without the program name; default ``sys.argv[1:]``.
+        prog: program name in the usage line; default derived from
+            ``sys.argv``, see ``program_name``.
+    """
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog or program_name(argv)).parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     logging.basicConfig(
@@ -100,24 +111,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
+    problem = _check_options(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     try:
         config = load_config(args.config) if args.config else default_config()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
-    admin_key = _admin_key(args.token, args.key_file)
-    if admin_key is None:
-        return EXIT_CONFIG_ERROR
+    key, origin = resolve_admin_key(args.token, os.environ)
+    admin_key = KeyConfig(key=key, name="admin", tenant=None, admin=True)
     config = dataclasses.replace(config, keys=(*config.keys, admin_key))
+    return uvloop.run(_serve(config, args, origin))
+
+
+def program_name(argv: Sequence[str] | None = None) -> str:
+    """Return the program name for the usage line, from ``sys.argv``.
+
+    ``python -m reference_server`` gives that command. A program that passes
+    the tail of its own arguments as ``argv``, as ``loadgen serve --help``
+    does, gets its own name and the words before that tail: ``loadgen serve``.
+    """
+    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if command in ("", "__main__.py", "-c"):
+        return "python -m reference_server"
+    words = list(sys.argv[1:])
+    tail = list(argv) if argv is not None else words
+    if tail and words[-len(tail) :] == tail:
+        words = words[: -len(tail)]
+    elif tail:
+        words = []
+    return " ".join([command, *words])
+
+
+def _check_options(args: argparse.Namespace) -> str | None:
+    """Return why the port, host or message limit is invalid, or None."""
+    if not 0 <= args.port <= MAX_PORT:
+        return f"invalid --port {args.port}; use 0 to {MAX_PORT} (0 picks a free port)"
     if args.max_message_bytes < 1:
-        print("error: --max-message-bytes must be at least 1", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    return uvloop.run(_serve(config, args))
+        return "--max-message-bytes must be at least 1"
+    if args.host:
+        # Resolve here, so an unknown name gets one line instead of the
+        # event loop's error, and before anything is written.
+        try:
+            socket.getaddrinfo(
+                args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            return (
+                f"cannot resolve --host {args.host!r}: {exc.strerror}; "
+                "pass an IP address such as 127.0.0.1 or a resolvable name"
+            )
+    return None
 
 
-def _admin_key(token_option: str | None, key_file: str) -> KeyConfig | None:
-    key, origin = resolve_admin_key(token_option, os.environ)
+def _write_admin_key(key: str, origin: str, key_file: str) -> bool:
+    """Write a generated admin key to its file and print the masked key line."""
     if origin == "generated":
         try:
             write_key_file(key_file, key)
@@ -127,13 +178,13 @@ def _admin_key(token_option: str | None, key_file: str) -> KeyConfig | None:
                 f"{exc.strerror}; pass --key-file PATH or --token KEY",
                 file=sys.stderr,
             )
-            return None
+            return False
         origin = f"generated, written to {key_file}"
     print(f"admin key: {mask_key(key)} ({origin})", file=sys.stderr, flush=True)
-    return KeyConfig(key=key, name="admin", tenant=None, admin=True)
+    return True
 
 
-async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
+async def _serve(config: ServerConfig, args: argparse.Namespace, origin: str) -> int:
     host, port = args.host, args.port
     # Install the handlers first: a parent may send SIGTERM as soon as it
     # reads the listening line.
@@ -151,6 +202,13 @@ async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
             ground_truth=args.ground_truth,
             max_message_bytes=args.max_message_bytes,
         )
+    except socket.gaierror as exc:
+        print(
+            f"error: cannot resolve --host {host!r}: {exc.strerror or exc}; "
+            "pass an IP address such as 127.0.0.1 or a resolvable name",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG_ERROR
     except OSError as exc:
         print(
             f"error: cannot listen on {host}:{port}: {exc.strerror or exc}; "
@@ -158,6 +216,13 @@ async def _serve(config: ServerConfig, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BIND_ERROR
+
+    # Write a generated key only now: a start that fails to bind must not
+    # replace the key file of a server already running from this directory.
+    admin_key = config.keys[-1].key
+    if not _write_admin_key(admin_key, origin, args.key_file):
+        await server.stop()
+        return EXIT_CONFIG_ERROR
     print(f"{LISTENING_PREFIX}{server.url}", flush=True)
 
     await stop.wait()

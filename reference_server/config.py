@@ -166,7 +166,8 @@ def load_config(path: str | Path) -> ServerConfig:
     """Read and validate a TOML configuration file.
 
     Raises:
-        ConfigError: the file is missing, is not valid TOML or fails validation.
+        ConfigError: the file is missing, is not UTF-8, is not valid TOML or
+            fails validation.
     """
     source = str(path)
     try:
@@ -182,6 +183,11 @@ def load_config(path: str | Path) -> ServerConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML ({exc}); fix the syntax") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not UTF-8 text (invalid byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start}); fix the file's encoding, TOML must be UTF-8"
+        ) from None
     return parse_config(data, source)
 
 

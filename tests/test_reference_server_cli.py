@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 import websocket
 from conftest import ADMIN_TOKEN, start_reference_server, stop_reference_server
+
+from reference_server import cli
 
 EXIT_TIMEOUT_S = 10.0
 
@@ -154,3 +157,93 @@ def test_sigterm_with_idle_websocket(tmp_path):
     assert status == 0
     assert elapsed_s < 4.0
     assert "Traceback" not in server.stderr_text()
+
+
+def test_failed_start_keeps_key_file(tmp_path):
+    server = start_reference_server(tmp_path, env={"TOKEN": ""})
+    key_file = tmp_path / ".reference-server-key"
+    try:
+        key = key_file.read_text()
+        results = [
+            run_server_cli(["--port", str(server.port)], tmp_path, {"TOKEN": ""}),
+            run_server_cli(["--port", "-1"], tmp_path, {"TOKEN": ""}),
+            run_server_cli(["--port", "70000"], tmp_path, {"TOKEN": ""}),
+        ]
+        still_valid, _ = server.get_json("/v1/health/graphs", key.strip())
+    finally:
+        stop_reference_server(server.process)
+
+    assert [result.returncode for result in results] == [1, 2, 2]
+    assert key_file.read_text() == key
+    assert still_valid == 200
+    for result in results:
+        assert "written to" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "70000"])
+def test_port_out_of_range_exits_2(tmp_path, port):
+    result = run_server_cli(["--port", port], tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: invalid --port {port}")
+    assert "0 to 65535" in lines[0]
+
+
+def test_unresolvable_host_exits_2(tmp_path, monkeypatch, capsys):
+    # Resolution is faked, so no name server is asked.
+    def fail(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    monkeypatch.delenv("TOKEN", raising=False)
+    key_file = tmp_path / "key"
+
+    status = cli.main(
+        ["--host", "no-such-host", "--port", "0", "--key-file", str(key_file)]
+    )
+
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: cannot resolve --host 'no-such-host'")
+    assert "Name or service not known" in lines[0]
+    assert not key_file.exists()
+
+
+def test_config_not_utf8_exits_2(tmp_path):
+    config = tmp_path / "binary.toml"
+    config.write_bytes(b'name = "\xff\xfe"\n')
+
+    result = run_server_cli(["--config", str(config)], tmp_path)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {config}: not UTF-8 text")
+    assert "; fix" in lines[0]
+
+
+def test_help_names_python_module(tmp_path):
+    result = run_server_cli(["--help"], tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m reference_server ")
+
+
+def test_help_names_calling_command(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/loadgen", "serve", "--help"])
+
+    status = cli.main(["--help"])
+
+    assert status == 0
+    assert capsys.readouterr().out.startswith("usage: loadgen serve ")
+
+
+def test_help_uses_prog_argument(capsys):
+    status = cli.main(["--help"], prog="tool run")
+
+    assert status == 0
+    assert capsys.readouterr().out.startswith("usage: tool run ")
