@@ -173,4 +173,12 @@ def render_metrics(state: ServerState) -> str:
         "counter",
         [("", state.text_frames_ignored)],
     )
+    family(
+        "reference_server_http_errors_total",
+        "counter",
+        [
+            (_labels(kind=kind), count)
+            for kind, count in sorted(state.http_errors.items())
+        ],
+    )
     return "\n".join(lines) + "\n"

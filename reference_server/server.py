@@ -10,6 +10,7 @@ from .app import create_app
 from .auth import KeyStore
 from .config import ServerConfig
 from .groundtruth import GroundTruth
+from .httperrors import RequestErrorLog
 from .profiles import TUTORIAL, Profile
 from .registry import Registry
 from .state import DEFAULT_MAX_MESSAGE_BYTES, ServerState
@@ -79,7 +80,12 @@ async def start_server(
 
     # The load generator polls health endpoints every few milliseconds, and an
     # access log line per request would cost more than the request itself.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        logger=RequestErrorLog(logging.getLogger("aiohttp.server"), state.http_errors),
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,34 @@ def test_non_ascii_bearer_key_401(reference_server_factory, profile, path):
     assert b"application/json" in head
     assert json.loads(body)["code"] == "unauthorized"
     assert "Traceback" not in server.stderr_text()
+
+
+MALFORMED_REQUESTS = {
+    "long-header-line": b"X-Long: " + b"a" * 10_000 + b"\r\n",
+    "too-many-headers": b"".join(b"X-%d: 1\r\n" % i for i in range(200)),
+    "bad-content-length": b"Content-Length: abc\r\n",
+}
+
+
+def test_malformed_requests_logged_once_per_kind(reference_server):
+    for _ in range(3):
+        for headers in MALFORMED_REQUESTS.values():
+            status, _, _ = raw_request(reference_server, "/health", headers)
+            assert status == 400
+
+    with urllib.request.urlopen(reference_server.url + "/metrics") as response:
+        metrics = response.read().decode()
+    stderr = reference_server.stderr_text()
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("reference_server_http_errors_total{")
+    ]
+    warnings = [line for line in stderr.splitlines() if "malformed HTTP" in line]
+
+    assert "Traceback" not in stderr
+    assert " ERROR " not in stderr
+    assert len(warnings) == 3
+    assert len(counted) == 3
+    assert all(line.endswith(" 3") for line in counted)
+    assert "aaaa" not in stderr
