@@ -173,6 +173,9 @@ def run(**options) -> None:
         result = run_load(config)
     except LoadgenError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted before the load started; no report", err=True)
+        sys.exit(130)
     click.echo(render_summary(result.report))
     click.echo(f"report written to {result.path}")
     if result.exit_code:
@@ -198,13 +201,12 @@ def _shape(spec: str | None, rate: float | None, duration: float | None):
 
     if spec is None:
         return None
+    shape = load_shape_file(spec[1:]) if spec.startswith("@") else parse_shape(spec)
     if rate is not None or duration is not None:
         raise UsageProblem(
             "--shape sets the rate and duration itself: drop --rate and --duration"
         )
-    if spec.startswith("@"):
-        return load_shape_file(spec[1:])
-    return parse_shape(spec)
+    return shape
 
 
 def _server_args(

@@ -20,6 +20,11 @@ def normalize_base_url(host: str) -> str:
         raise UsageProblem(
             f"invalid host {host!r}: use a URL such as http://127.0.0.1:8080"
         )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UsageProblem(
+            f"invalid host {host!r}: give the server's base URL without a path, "
+            "e.g. http://127.0.0.1:8080"
+        )
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     try:
         port = parts.port or (443 if scheme == "https" else 80)

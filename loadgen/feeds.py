@@ -114,12 +114,20 @@ class ReplayFeed:
 
 def load_quotes(path: Path) -> np.ndarray:
     """Read a replay file into an (n, 2) array of bid and ask prices."""
+    if not str(path) or str(path) == ".":
+        raise FeedError(
+            "missing path in --feed replay:PATH: name a CSV or JSON Lines file"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise FeedError(
             f"cannot read feed file {path}: {error.strerror}; "
             "check the path given to --feed replay:PATH"
+        ) from None
+    except UnicodeDecodeError:
+        raise FeedError(
+            f"feed file {path} is not UTF-8 text: use a CSV or JSON Lines file"
         ) from None
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         rows = _parse_json_lines(path, text)
@@ -135,7 +143,12 @@ def _parse_csv(path: Path, text: str) -> list[tuple[float, float]]:
     for line_number, fields in enumerate(csv.reader(text.splitlines()), start=1):
         if not fields or not "".join(fields).strip():
             continue
-        if line_number == 1 and fields[0].strip().lower() == "best_bid":
+        if line_number == 1 and _is_header(fields):
+            if [field.strip().lower() for field in fields] != ["best_bid", "best_ask"]:
+                raise FeedError(
+                    f"{path}:1: header {','.join(fields)!r} must be best_bid,best_ask "
+                    "in that order"
+                )
             continue
         if len(fields) != 2:
             raise FeedError(
@@ -144,6 +157,19 @@ def _parse_csv(path: Path, text: str) -> list[tuple[float, float]]:
             )
         rows.append(_parse_quote(path, line_number, fields[0], fields[1]))
     return rows
+
+
+def _is_header(fields: list[str]) -> bool:
+    """Return whether a first row is a header: none of its fields is a number."""
+    return not any(_looks_numeric(field) for field in fields)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_json_lines(path: Path, text: str) -> list[tuple[float, float]]:
@@ -168,6 +194,10 @@ def _parse_json_lines(path: Path, text: str) -> list[tuple[float, float]]:
 
 
 def _parse_quote(path: Path, line_number: int, bid, ask) -> tuple[float, float]:
+    if isinstance(bid, bool) or isinstance(ask, bool):
+        raise FeedError(
+            f"{path}:{line_number}: prices must be numbers, not true or false"
+        )
     try:
         quote = (float(bid), float(ask))
     except (TypeError, ValueError):

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 MIN_SLEEP_S = 0.001
+FIRST_CLOSE_WAIT_S = 0.05
 MAX_SLEEP_S = 0.5
 LATE_THRESHOLD_S = 0.010
 """An event sent more than this after its intended send time counts as late."""
@@ -106,6 +107,11 @@ class OrderbookUser(User):
 
     def on_start(self) -> None:
         self.state = state_of(self.environment)
+        # Users spawned after an unusable option only wait for the test to end.
+        fatal = self.state.fatal_error
+        self.disabled = fatal is not None and fatal.kind == "usage"
+        if self.disabled:
+            return
         self.settings = settings_from_options(self.environment.parsed_options)
         self.base_url = normalize_base_url(self.host or "http://127.0.0.1:8080")
         index = self.state.next_user_index
@@ -121,6 +127,8 @@ class OrderbookUser(User):
         self.request_name = f"send {self.settings.accumulator}"
 
     def on_stop(self) -> None:
+        if self.disabled:
+            return
         if self.outage_started_s is not None:
             self.state.close_outage(self.outage_started_s, time.perf_counter())
             self.outage_started_s = None
@@ -133,8 +141,16 @@ class OrderbookUser(User):
         Events that fall due while the connection is down fail with the reason
         ``not_connected``, so the offered load is accounted for in full.
         """
+        if self.disabled:
+            gevent.sleep(MAX_SLEEP_S)
+            return
         now = time.perf_counter()
         first, due = self.schedule.take_due(now)
+        if self.producer.connected:
+            try:
+                self.producer.poll_incoming()
+            except ConnectionProblem as error:
+                self._connection_failed(now, error)
         if not self.producer.connected and not self._connect(now):
             self.state.counters.record_failed(now, "not_connected", due)
         elif due:
@@ -165,6 +181,8 @@ class OrderbookUser(User):
             return False
         try:
             connect_s = self.producer.connect()
+            # An unknown accumulator is accepted, then closed with 4404 at once.
+            self.producer.check_still_open(FIRST_CLOSE_WAIT_S)
         except ConnectionProblem as error:
             self._connection_failed(now, error)
             self.state.counters.connect_failures_by_kind[error.kind] += 1
@@ -244,6 +262,11 @@ def _start_probe(environment, **_kwargs) -> None:
         return
     settings = settings_from_options(environment.parsed_options)
     state = state_of(environment)
+    try:
+        settings.validate()
+    except LoadgenError as error:
+        _stop_for_usage(environment, error)
+        return
     if isinstance(runner, LocalRunner):
         state.server_received_before = _server_received(environment, settings)
     if not settings.probe or state.probe_greenlet is not None:
@@ -261,6 +284,17 @@ def _stop_probe(environment, **_kwargs) -> None:
         state.probe_greenlet = None
     if state.server_received_before is not None:
         _log_accounting(environment, state)
+
+
+def _stop_for_usage(environment, error: LoadgenError) -> None:
+    """Log an unusable option once and end the test with exit status 2."""
+    logger.error("error: %s", error)
+    environment.process_exit_code = 2
+    state_of(environment).fatal_error = error
+    runner = environment.runner
+    headless = getattr(environment.parsed_options, "headless", False)
+    # The runner cannot stop from inside its own test_start event.
+    gevent.spawn_later(0, runner.quit if headless else runner.stop)
 
 
 def _server_received(environment, settings: LoadSettings) -> int | None:

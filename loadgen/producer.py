@@ -8,6 +8,7 @@ whose message names the cause and the fix, and never contains the key.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
 import time
@@ -134,6 +135,32 @@ class Producer:
                 self._ws.settimeout(self._timeout_s)
         if frame is not None and frame.opcode == websocket.ABNF.OPCODE_CLOSE:
             raise self._closed_by_server(frame.data)
+
+    def poll_incoming(self) -> None:
+        """Handle frames the server sent, without waiting: answer pings, and
+        raise on a close frame such as 4404.
+
+        Raises:
+            ConnectionProblem: the server closed the connection.
+        """
+        ws = self._ws
+        if ws is None or ws.sock is None:
+            return
+        while select.select([ws.sock], [], [], 0)[0]:
+            ws.settimeout(0.5)
+            try:
+                frame = ws.recv_frame()
+            except (OSError, websocket.WebSocketException):
+                raise self._connection_lost() from None
+            finally:
+                if self._ws is not None:
+                    self._ws.settimeout(self._timeout_s)
+            if frame is None:
+                return
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise self._closed_by_server(frame.data)
+            if frame.opcode == websocket.ABNF.OPCODE_PING:
+                ws.pong(frame.data)
 
     def close(self) -> None:
         """Send a close frame and close the socket; never raises."""

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from loadgen.errors import UsageProblem
 from loadgen.render_text import render_summary
 
 __all__ = ["SCHEMA_VERSION", "write_report", "render_summary", "default_report_path"]
@@ -23,6 +24,40 @@ def default_report_path(started_at: str, directory: str | Path = "reports") -> P
     """Return ``reports/run-YYYYmmddTHHMMSSZ.json`` for a run started at that time."""
     stamp = started_at.replace("-", "").replace(":", "").split(".")[0]
     return Path(directory) / f"run-{stamp}Z.json"
+
+
+def check_report_path(path: str | Path) -> Path:
+    """Check before a run that a report can be written at ``path``.
+
+    Raises:
+        UsageProblem: the path is empty, names something other than a regular
+            file, or its folder cannot be created or written.
+    """
+    if not str(path).strip():
+        raise UsageProblem("invalid --output '': name a file such as reports/run.json")
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UsageProblem(
+            f"invalid --output {path}: it exists and is not a regular file; "
+            "name a new or existing .json file"
+        )
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        # A file made and removed in the nearest existing folder proves that
+        # the run can write there, without creating folders for a bad option.
+        descriptor, probe = tempfile.mkstemp(prefix=".loadgen-write-test-", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageProblem(
+            f"cannot write the report to {path}: {error.strerror}; choose a "
+            "writable folder with --output"
+        ) from None
+    return path
 
 
 def write_report(report: dict, path: str | Path) -> Path:

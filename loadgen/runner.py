@@ -7,6 +7,7 @@ library for gevent; the rest of the command line stays unpatched.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,16 +21,18 @@ from loadgen.feeds import FeedError, make_feed
 from loadgen.hdr_log import write_interval_log
 from loadgen.health import HealthClient
 from loadgen.producer import Producer
-from loadgen.report import default_report_path, write_report
+from loadgen.report import check_report_path, default_report_path, write_report
 from loadgen.run_report import RunFacts, build_run_report
 from loadgen.settings import LoadSettings
-from loadgen.shapes import LoadShape
+from loadgen.shapes import MAX_RATE_PER_S, LoadShape
 from loadgen.stop_signals import StopSignals
 from loadgen.usage import ProcessUsage
 
 __all__ = ["RunConfig", "RunResult", "run_load"]
 
 SETTLE_TIMEOUT_S = 3.0
+MAX_USERS = 100_000
+MAX_DURATION_S = 7 * 24 * 3600
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -85,22 +88,26 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ``UsageProblem`` naming the first unusable value and its fix."""
-        if self.users < 1:
-            raise UsageProblem(f"invalid --users {self.users}: use 1 or more")
+        if not 1 <= self.users <= MAX_USERS:
+            raise UsageProblem(f"invalid --users {self.users}: use 1 to {MAX_USERS:,}")
         if self.shape is None:
-            if not 0 < self.rate_per_s < float("inf"):
+            if not 0 < self.rate_per_s <= MAX_RATE_PER_S:
                 raise UsageProblem(
-                    f"invalid --rate {self.rate_per_s:g}: use events per second above 0"
+                    f"invalid --rate {self.rate_per_s:g}: use events per second "
+                    f"above 0 and at most {MAX_RATE_PER_S:,}"
                 )
-            if not 0 < self.duration_s < float("inf"):
+            if not 0 < self.duration_s <= MAX_DURATION_S:
                 raise UsageProblem(
-                    f"invalid --duration {self.duration_s:g}: use seconds above 0"
+                    f"invalid --duration {self.duration_s:g}: use seconds above 0 "
+                    f"and at most {MAX_DURATION_S:,} (7 days)"
                 )
-        if self.spawn_rate is not None and not self.spawn_rate > 0:
+        if self.spawn_rate is not None and not 0 < self.spawn_rate <= MAX_USERS:
             raise UsageProblem(
-                f"invalid --spawn-rate {self.spawn_rate:g}: "
-                "use users per second above 0"
+                f"invalid --spawn-rate {self.spawn_rate:g}: use users per second "
+                f"above 0 and at most {MAX_USERS:,}"
             )
+        if self.host is not None:
+            normalize_base_url(self.host)
         if self.host is not None and self.server_args:
             raise UsageProblem(
                 "--server-config, --server-profile and --ground-truth configure the "
@@ -130,18 +137,19 @@ def run_load(config: RunConfig, progress: TextIO = sys.stderr) -> RunResult:
             started, errors end the run early and are stored in the report.
     """
     config.validate()
+    check_report_path(config.output or default_report_path("check"))
     server = None
-    if config.host is None:
-        server = EmbeddedServer(config.server_args)
-        if config.token:
-            server.token = config.token
-        base_url = server.start()
-        token = server.token
-        print(f"started the reference server at {base_url}", file=progress)
-    else:
-        base_url = normalize_base_url(config.host)
-        token = config.token
     try:
+        if config.host is None:
+            server = EmbeddedServer(config.server_args)
+            if config.token:
+                server.token = config.token
+            base_url = server.start()
+            token = server.token
+            print(f"started the reference server at {base_url}", file=progress)
+        else:
+            base_url = normalize_base_url(config.host)
+            token = config.token
         settings = config.settings(token)
         settings.validate()
         return _measure(config, settings, base_url, server, progress)
@@ -233,19 +241,47 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         settings, base_url, state, received_before, hurry=signals.hurry
     )
     signals.close()
+    if facts.outcome["status"] == "completed" and facts.counts["failed"]:
+        facts.outcome = {"status": "failed", "error": _failures(facts.counts)}
     if facts.fire_count_after is not None:
         fire_counts.finish(facts.fire_count_after)
     facts.fired_per_second = fire_counts.per_second
     fire_counts.close()
     report = build_run_report(facts, state)
+    path = _save(report, state, facts, config, progress)
+    return RunResult(report=report, path=path, exit_code=_exit_code(facts, signals))
+
+
+def _save(report: dict, state, facts: RunFacts, config, progress) -> Path:
+    """Write the report and its interval log; fall back to a temporary folder."""
     path = Path(config.output or default_report_path(report["started_at"]))
+    try:
+        return _write_files(report, state, facts, path)
+    except OSError as error:
+        fallback = Path(tempfile.mkdtemp(prefix="loadgen-report-")) / path.name
+        print(
+            f"error: cannot write the report to {path}: {error.strerror}; "
+            f"writing it to {fallback} instead",
+            file=progress,
+        )
+        return _write_files(report, state, facts, fallback)
+
+
+def _write_files(report: dict, state, facts: RunFacts, path: Path) -> Path:
     if state.probe is not None:
         log_path = path.with_suffix(".hlog")
         report["timeline"]["interval_log"] = log_path.name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_interval_log(log_path, state.probe.intervals, facts.started_at)
-    path = write_report(report, path)
-    return RunResult(report=report, path=path, exit_code=_exit_code(facts, signals))
+    return write_report(report, path)
+
+
+def _failures(counts: dict) -> str:
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in counts["failed_by_kind"].items())
+    return (
+        f"{counts['failed']:,} of {counts['attempted']:,} events failed ({kinds}); "
+        "see the outage windows in the report"
+    )
 
 
 def _exit_code(facts: RunFacts, signals: StopSignals) -> int:

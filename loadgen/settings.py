@@ -6,10 +6,14 @@ import os
 from dataclasses import dataclass
 
 from loadgen.errors import UsageProblem
-from loadgen.feeds import FEED_NAMES
+from loadgen.feeds import FEED_NAMES, FeedError, make_feed
 from loadgen.producer import AUTH_MODES, FRAME_TYPES
 
 __all__ = ["LoadSettings", "add_locust_options", "settings_from_options"]
+
+MAX_RATE_PER_S = 100_000_000
+MAX_PROBE_INTERVAL_MS = 60_000
+MAX_RECONNECT_MS = 600_000
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,15 @@ class LoadSettings:
         """Raise ``UsageProblem`` naming the first unusable value and its fix."""
         if not self.token:
             raise UsageProblem("missing API key: export TOKEN=<key> or pass --token")
-        if not self.rate_per_user > 0:
+        if not 0 < self.rate_per_user <= MAX_RATE_PER_S:
             raise UsageProblem(
                 f"invalid rate {self.rate_per_user:g} events/s per user: use a "
-                "number greater than 0"
+                f"number above 0 and at most {MAX_RATE_PER_S:,}"
             )
         if self.auth not in AUTH_MODES:
-            raise UsageProblem(f"invalid auth {self.auth!r}: use header or query")
+            raise UsageProblem(
+                f"invalid auth {self.auth!r}: use {', '.join(AUTH_MODES)}"
+            )
         if self.frame not in FRAME_TYPES:
             raise UsageProblem(f"invalid frame {self.frame!r}: use binary or text")
         if not 0 < self.poll_interval_ms <= 1000:
@@ -54,17 +60,23 @@ class LoadSettings:
                 f"invalid poll interval {self.poll_interval_ms:g} ms: use a value "
                 "above 0 and at most 1000"
             )
-        if not self.probe_interval_ms >= 0:
+        if not 0 <= self.probe_interval_ms <= MAX_PROBE_INTERVAL_MS:
             raise UsageProblem(
-                f"invalid probe interval {self.probe_interval_ms:g} ms: use 0 or more"
+                f"invalid probe interval {self.probe_interval_ms:g} ms: use 0 to "
+                f"{MAX_PROBE_INTERVAL_MS:,}"
             )
-        if not 0 < self.reconnect_min_ms <= self.reconnect_max_ms:
+        if not 0 < self.reconnect_min_ms <= self.reconnect_max_ms <= MAX_RECONNECT_MS:
             raise UsageProblem(
                 f"invalid reconnect bounds {self.reconnect_min_ms:g} and "
-                f"{self.reconnect_max_ms:g} ms: use 0 < minimum <= maximum"
+                f"{self.reconnect_max_ms:g} ms: use 0 < minimum <= maximum <= "
+                f"{MAX_RECONNECT_MS:,}"
             )
         if not self.accumulator or not self.graph:
             raise UsageProblem("accumulator and graph names must not be empty")
+        try:
+            make_feed(self.feed)
+        except FeedError as error:
+            raise UsageProblem(str(error)) from None
 
 
 def add_locust_options(parser) -> None:

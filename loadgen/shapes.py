@@ -31,6 +31,7 @@ from loadgen.errors import UsageProblem
 __all__ = ["Stage", "LoadShape", "parse_shape", "load_shape_file"]
 
 MAX_RATE_PER_S = 100_000_000
+MAX_STAGE_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -209,8 +210,11 @@ def _stage_from_table(path: Path, number: int, table) -> Stage:
 
 
 def _checked_stage(duration_s: float, start: float, end: float, where: str) -> Stage:
-    if not (math.isfinite(duration_s) and duration_s > 0):
-        raise UsageProblem(f"invalid duration in {where}: use seconds above 0")
+    if not (math.isfinite(duration_s) and 0 < duration_s <= MAX_STAGE_S):
+        raise UsageProblem(
+            f"invalid duration in {where}: use seconds above 0 and at most "
+            f"{MAX_STAGE_S:,} (7 days)"
+        )
     for rate in (start, end):
         if not (math.isfinite(rate) and 0 <= rate <= MAX_RATE_PER_S):
             raise UsageProblem(

@@ -79,6 +79,8 @@ def test_replay_json_lines(tmp_path):
         ("empty.csv", "", "no quotes"),
         ("bad.jsonl", "{not json}\n", "invalid JSON"),
         ("bad.jsonl", '{"bid": 1}\n', "best_bid and best_ask"),
+        ("bad.jsonl", '{"best_bid": true, "best_ask": 1}\n', "not true or false"),
+        ("swapped.csv", "best_ask,best_bid\n1,2\n", "must be best_bid,best_ask"),
     ],
 )
 def test_replay_rejects_bad_files(tmp_path, name, content, message):
@@ -87,6 +89,18 @@ def test_replay_rejects_bad_files(tmp_path, name, content, message):
     with pytest.raises(FeedError, match=message) as error:
         ReplayFeed(path)
     assert str(path) in str(error.value)
+
+
+def test_replay_rejects_binary_file(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe\x00junk")
+    with pytest.raises(FeedError, match="not UTF-8"):
+        ReplayFeed(path)
+
+
+def test_replay_needs_a_path():
+    with pytest.raises(FeedError, match="missing path"):
+        make_feed("replay:")
 
 
 def test_replay_missing_file(tmp_path):

@@ -171,6 +171,15 @@ def test_unreachable_host_fails(tmp_path, unused_port):
         (["--feed", "zigzag"], "unknown feed 'zigzag'"),
         (["--feed", "replay:/nonexistent/q.csv"], "cannot read feed file"),
         (["--host", "ftp://x"], "invalid host 'ftp://x'"),
+        (["--host", "http://127.0.0.1:9/some/path"], "without a path"),
+        (["--rate", "inf"], "invalid --rate inf"),
+        (["--rate", "1e15"], "at most 100,000,000"),
+        (["--duration", "inf"], "invalid --duration inf"),
+        (["--spawn-rate", "inf"], "invalid --spawn-rate inf"),
+        (["--probe-interval-ms", "1e12"], "invalid probe interval"),
+        (["--shape", "10s@nan"], "invalid stage"),
+        (["--output", "/dev/null"], "not a regular file"),
+        (["--output", "/proc/loadgen.json"], "cannot write the report"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, args, message):

@@ -218,3 +218,70 @@ def test_web_ui_starts_load_and_hides_key(tmp_path, reference_server):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--rate-per-user", "-5"], "invalid rate -5"),
+        (["--feed", "bogus"], "unknown feed 'bogus'"),
+        (["--poll-interval-ms", "0"], "invalid poll interval 0"),
+    ],
+)
+def test_headless_bad_option_exits_2(tmp_path, reference_server, option, message):
+    result = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "3s",
+            "--host",
+            reference_server.url,
+            *option,
+            "--only-summary",
+        ],
+        env=locust_env(reference_server.token),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_headless_unknown_accumulator_fails(tmp_path, reference_server):
+    result = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "2s",
+            "--host",
+            reference_server.url,
+            "--accumulator",
+            "nosuch",
+            "--no-probe",
+            "--only-summary",
+        ],
+        env=locust_env(reference_server.token),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "close code 4404" in result.stderr
+    summary = summary_rows(result.stderr)
+    assert "WS send nosuch" not in summary
+    attempts, failures = summary["WS connect"]
+    assert failures == attempts >= 2
