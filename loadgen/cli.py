@@ -92,6 +92,14 @@ def main() -> None:
     help="Pause between latency probes in ms.",
 )
 @click.option(
+    "--send-mode",
+    type=click.Choice(["batch", "event"]),
+    default="batch",
+    show_default=True,
+    help="batch writes all due events as pre-built frames in one send; event "
+    "sends one frame per event, as a typical Locust user does.",
+)
+@click.option(
     "--reconnect-min-ms",
     default=100.0,
     show_default=True,
@@ -158,6 +166,7 @@ def run(**options) -> None:
         spawn_rate=options["spawn_rate"],
         reconnect_min_ms=options["reconnect_min_ms"],
         reconnect_max_ms=options["reconnect_max_ms"],
+        send_mode=options["send_mode"],
         output=options["output"],
         server_args=_server_args(
             options["server_config"], options["server_profile"], options["ground_truth"]
@@ -193,6 +202,32 @@ def serve(context: click.Context) -> None:
     from reference_server.cli import main as serve_main
 
     sys.exit(serve_main(context.args))
+
+
+@main.command()
+@click.option(
+    "--duration",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 60),
+    help="Seconds to measure the generator and the server, each.",
+)
+def calibrate(duration: float) -> None:
+    """Measure this machine's generator and reference-server maximum rates.
+
+    The generator's maximum is kept in the user's cache folder, so that later
+    runs can warn when they ask for more than this machine can send.
+    """
+    from loadgen.calibrate import format_calibration, run_calibration
+    from loadgen.calibration_cache import save_calibration
+
+    try:
+        result = run_calibration(duration)
+    except LoadgenError as error:
+        _fail(error)
+    click.echo(format_calibration(result))
+    path = save_calibration(result)
+    click.echo(f"calibration saved to {path}")
 
 
 def _shape(spec: str | None, rate: float | None, duration: float | None):

@@ -22,6 +22,7 @@ from loadgen.encoding import encode_quotes
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import FATAL_KINDS, ConnectionProblem, LoadgenError
 from loadgen.feeds import make_feed
+from loadgen.frames import OPCODE_BINARY, OPCODE_TEXT, encode_frames
 from loadgen.ground_truth import GROUND_TRUTH_HEADER, GroundTruth
 from loadgen.health import HealthClient
 from loadgen.histogram import LatencyHistogram
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 
 MIN_SLEEP_S = 0.001
+BATCH_EVENTS = 4096
+"""Most events written with one send in batch mode."""
+TAGGED_DECIMALS = 10
+"""Decimals that keep a price's sequence tag intact (see loadgen.tags)."""
 FIRST_CLOSE_WAIT_S = 0.05
 MAX_SLEEP_S = 0.5
 LATE_THRESHOLD_S = 0.010
@@ -57,6 +62,8 @@ class LoadgenState:
         self.logged_kinds: set[str] = set()
         self.next_user_index = 0
         self.server_received_before: int | None = None
+        self.log_accounting = False
+        """Log sent and accepted counts at test stop; set for local runs only."""
         self.shape: LoadShape | None = None
         """Process-wide target rate set by ``loadgen run``; None paces each user
         at ``--rate-per-user`` from its own start."""
@@ -125,6 +132,7 @@ class OrderbookUser(User):
         self.next_connect_s = 0.0
         self.outage_started_s: float | None = None
         self.request_name = f"send {self.settings.accumulator}"
+        self.batch_request_name = f"send {self.settings.accumulator} (batch)"
 
     def on_stop(self) -> None:
         if self.disabled:
@@ -214,11 +222,48 @@ class OrderbookUser(User):
         )
 
     def _send_batch(self, first: int, count: int) -> None:
-        counters = self.state.counters
         started = time.perf_counter()
         lag_s = started - self.schedule.intended_time_s(first)
         self.state.schedule_lag.record_us(lag_s * 1e6)
         late_until = self.schedule.due_count(started - LATE_THRESHOLD_S)
+        if self.settings.send_mode == "batch":
+            self._send_frames(first, count, late_until)
+        else:
+            self._send_events(first, count, late_until)
+
+    def _send_frames(self, first: int, count: int, late_until: int) -> None:
+        """Send due events as pre-built frames, one write per chunk of them.
+
+        Locust's statistics get one request per chunk, named ``... (batch)``;
+        the event counts are in the run's own counters.
+        """
+        counters = self.state.counters
+        opcode = OPCODE_BINARY if self.settings.frame == "binary" else OPCODE_TEXT
+        done = 0
+        while done < count:
+            chunk = min(BATCH_EVENTS, count - done)
+            quotes = apply_tags(
+                self.feed.next_batch(chunk), self.state.take_sequence(chunk)
+            )
+            data = encode_frames(quotes, opcode=opcode, decimals=TAGGED_DECIMALS)
+            sent_at = time.perf_counter()
+            try:
+                self.producer.send_raw(data)
+            except ConnectionProblem as error:
+                counters.record_failed(sent_at, error.kind, count - done)
+                self._connection_failed(sent_at, error)
+                self._fire_request(0.0, 0, error, self.batch_request_name)
+                return
+            late = max(0, min(late_until - (first + done), chunk))
+            counters.record_sent(sent_at, chunk, len(data), late)
+            self._fire_request(
+                time.perf_counter() - sent_at, len(data), None, self.batch_request_name
+            )
+            done += chunk
+
+    def _send_events(self, first: int, count: int, late_until: int) -> None:
+        """Send due events one frame and one Locust request at a time."""
+        counters = self.state.counters
         quotes = apply_tags(
             self.feed.next_batch(count), self.state.take_sequence(count)
         )
@@ -236,10 +281,10 @@ class OrderbookUser(User):
             counters.record_sent(sent_at, 1, len(payload), late)
             self._fire_request(time.perf_counter() - sent_at, len(payload), None)
 
-    def _fire_request(self, seconds: float, length: int, error) -> None:
+    def _fire_request(self, seconds: float, length: int, error, name=None) -> None:
         self.environment.events.request.fire(
             request_type="WS",
-            name=self.request_name,
+            name=name or self.request_name,
             response_time=seconds * 1000,
             response_length=length,
             exception=error,
@@ -268,6 +313,7 @@ def _start_probe(environment, **_kwargs) -> None:
         _stop_for_usage(environment, error)
         return
     if isinstance(runner, LocalRunner):
+        state.log_accounting = True
         state.server_received_before = _server_received(environment, settings)
     if not settings.probe or state.probe_greenlet is not None:
         return
@@ -282,7 +328,7 @@ def _stop_probe(environment, **_kwargs) -> None:
     if state.probe_greenlet is not None:
         state.probe_greenlet.join(timeout=10)
         state.probe_greenlet = None
-    if state.server_received_before is not None:
+    if state.log_accounting:
         _log_accounting(environment, state)
 
 
@@ -318,7 +364,7 @@ def _log_accounting(environment, state: LoadgenState) -> None:
     expected = state.counters.sent + probe_sent
     received = None
     deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
+    while state.server_received_before is not None and time.monotonic() < deadline:
         total = _server_received(environment, settings)
         received = None if total is None else total - state.server_received_before
         if received is None or received >= expected:

@@ -115,6 +115,19 @@ class Producer:
         except (OSError, websocket.WebSocketException):
             raise self._connection_lost() from None
 
+    def send_raw(self, data: bytes) -> None:
+        """Write complete, masked frames (see ``loadgen.frames``) in one send.
+
+        Raises:
+            ConnectionProblem: as for ``send``.
+        """
+        if self._ws is None or self._ws.sock is None:
+            raise ConnectionProblem("producer is not connected", kind="closed")
+        try:
+            self._ws.sock.sendall(data)
+        except OSError:
+            raise self._connection_lost() from None
+
     def check_still_open(self, wait_s: float = 0.3) -> None:
         """Wait briefly for a close frame, as sent right after an unknown name.
 

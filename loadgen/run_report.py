@@ -39,6 +39,7 @@ class RunFacts:
     counts: dict = field(default_factory=dict)
     fire_count_after: int | None = None
     fired_per_second: list = field(default_factory=list)
+    generator_max_rate_per_s: float | None = None
     outcome: dict = field(
         default_factory=lambda: {"status": "completed", "error": None}
     )
@@ -93,6 +94,7 @@ def build_run_report(facts: RunFacts, state) -> dict:
             "send_rate_per_s": round(send_rate, 1),
             "target_rate_per_s": round(target_rate, 1),
             "rate_reached": send_rate >= target_rate * (1 - RATE_TOLERANCE),
+            "generator_max_rate_per_s": facts.generator_max_rate_per_s,
         },
         "fires": {
             "fire_count_before": facts.fire_count_before,
@@ -179,6 +181,21 @@ def _self_check(facts: RunFacts, state, send_rate: float, target_rate: float) ->
     if send_rate < target_rate * (1 - RATE_TOLERANCE):
         notes.append(
             f"achieved {send_rate:,.0f} events/s of the {target_rate:,.0f} targeted"
+        )
+    generator_max = facts.generator_max_rate_per_s
+    peak_rate = max(
+        max(stage.start_rate, stage.end_rate) for stage in facts.shape.stages
+    )
+    if generator_max is None:
+        notes.append(
+            "the generator's maximum rate on this machine is unknown: run "
+            "loadgen calibrate once to record it"
+        )
+    elif peak_rate > generator_max:
+        kept_up = False
+        notes.append(
+            f"the run asked for up to {peak_rate:,.0f} events/s, more than the "
+            f"{generator_max:,.0f} this machine's generator reached in calibration"
         )
     server_cpu = cpu.get("server")
     if server_cpu is not None and server_cpu > KEPT_UP_CPU_PERCENT:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from loadgen.calibration_cache import load_generator_max
 from loadgen.embedded_server import EmbeddedServer
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import LoadgenError, UsageProblem
@@ -55,6 +56,7 @@ class RunConfig:
     spawn_rate: float | None = None
     reconnect_min_ms: float = 100.0
     reconnect_max_ms: float = 5000.0
+    send_mode: str = "batch"
     output: Path | None = None
     server_args: tuple[str, ...] = field(default=())
     shape: LoadShape | None = None
@@ -84,6 +86,7 @@ class RunConfig:
             probe_interval_ms=self.probe_interval_ms,
             reconnect_min_ms=self.reconnect_min_ms,
             reconnect_max_ms=self.reconnect_max_ms,
+            send_mode=self.send_mode,
         )
 
     def validate(self) -> None:
@@ -216,7 +219,17 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         started_at=datetime.now(UTC),
         fire_count_before=fire_count_before,
         usage=ProcessUsage(server.pid if server is not None else None),
+        generator_max_rate_per_s=load_generator_max(),
     )
+    if facts.generator_max_rate_per_s is not None:
+        peak = max(max(s.start_rate, s.end_rate) for s in shape.stages)
+        if peak > facts.generator_max_rate_per_s:
+            print(
+                f"warning: the run asks for up to {peak:,.0f} events/s, more than "
+                f"the {facts.generator_max_rate_per_s:,.0f} this machine's "
+                "generator reached in loadgen calibrate",
+                file=progress,
+            )
     fire_counts = _FireCounter(settings, base_url, fire_count_before)
     signals = StopSignals(gevent)
     state.start_s = time.perf_counter()

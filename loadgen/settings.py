@@ -11,6 +11,10 @@ from loadgen.producer import AUTH_MODES, FRAME_TYPES
 
 __all__ = ["LoadSettings", "add_locust_options", "settings_from_options"]
 
+SEND_MODES = ("event", "batch")
+"""``event`` sends one frame and one Locust request per event; ``batch`` writes
+all due events as pre-built frames in one send and counts per batch."""
+
 MAX_RATE_PER_S = 100_000_000
 MAX_PROBE_INTERVAL_MS = 60_000
 MAX_RECONNECT_MS = 600_000
@@ -32,6 +36,7 @@ class LoadSettings:
     probe: bool = True
     reconnect_min_ms: float = 100.0
     reconnect_max_ms: float = 5000.0
+    send_mode: str = "event"
 
     def __repr__(self) -> str:
         # The dataclass repr would print the key.
@@ -52,6 +57,10 @@ class LoadSettings:
         if self.auth not in AUTH_MODES:
             raise UsageProblem(
                 f"invalid auth {self.auth!r}: use {', '.join(AUTH_MODES)}"
+            )
+        if self.send_mode not in SEND_MODES:
+            raise UsageProblem(
+                f"invalid send mode {self.send_mode!r}: use event or batch"
             )
         if self.frame not in FRAME_TYPES:
             raise UsageProblem(f"invalid frame {self.frame!r}: use binary or text")
@@ -132,6 +141,13 @@ def add_locust_options(parser) -> None:
         help="pause between latency probes, in ms",
     )
     group.add_argument(
+        "--send-mode",
+        choices=SEND_MODES,
+        default="event",
+        help="event: one frame and one Locust request per event; batch: all due "
+        "events in one write, one Locust request per batch (much faster)",
+    )
+    group.add_argument(
         "--reconnect-min-ms",
         type=float,
         default=100.0,
@@ -175,4 +191,5 @@ def settings_from_options(options) -> LoadSettings:
         reconnect_max_ms=getattr(
             options, "reconnect_max_ms", defaults.reconnect_max_ms
         ),
+        send_mode=getattr(options, "send_mode", defaults.send_mode),
     )
