@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["BoundaryError", "decode_event", "validate_boundary"]
+__all__ = ["BoundaryError", "EventDecoder", "decode_event", "validate_boundary"]
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
+EXACT_TYPES = {"f64": float, "i64": int, "str": str, "bool": bool}
+"""Python type that a decoded field must have, exactly, to skip conversion."""
 
 
 class BoundaryError(ValueError):
@@ -40,6 +42,43 @@ def decode_event(payload: bytes | str, fields: Mapping[str, str]) -> dict[str, A
     except orjson.JSONDecodeError as exc:
         raise BoundaryError(f"invalid JSON: {exc}") from None
     return validate_boundary(value, fields)
+
+
+class EventDecoder:
+    """``decode_event`` for one accumulator's fields, with a fast path.
+
+    An event whose keys come in the declared order and whose values already
+    have the exact Python type (``float`` for ``f64``, an ``int`` in range for
+    ``i64``) is returned as orjson decoded it. Any other event takes
+    ``validate_boundary``, which converts or raises, so the results are equal.
+    """
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.fields = dict(fields)
+        self._names = tuple(fields)
+        self._checks = tuple((name, EXACT_TYPES[kind]) for name, kind in fields.items())
+        self._has_i64 = "i64" in self.fields.values()
+
+    def __call__(self, payload: bytes | str) -> dict[str, Any]:
+        """Decode and validate one payload, like ``decode_event``.
+
+        Raises:
+            BoundaryError: the payload is not JSON or does not match the fields.
+        """
+        try:
+            value = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise BoundaryError(f"invalid JSON: {exc}") from None
+
+        # Compare types with "is", since bool is a subclass of int.
+        if type(value) is dict and tuple(value) == self._names:
+            for name, expected in self._checks:
+                if type(value[name]) is not expected:
+                    break
+            else:
+                if not self._has_i64:
+                    return value
+        return validate_boundary(value, self.fields)
 
 
 def validate_boundary(value: Any, fields: Mapping[str, str]) -> dict[str, Any]:

@@ -23,6 +23,12 @@ def price_signal(inputs: Inputs) -> dict[str, float]:
     tutorial graph's ``compute_signal`` given no order book.
     """
     for boundary in inputs.values():
+        # Fast path for the common case, an order book of two floats.
+        if type(boundary) is dict:
+            bid = boundary.get("best_bid")
+            ask = boundary.get("best_ask")
+            if type(bid) is float and type(ask) is float:
+                return {"mid_price": (bid + ask) / 2, "spread": ask - bid}
         if isinstance(boundary, list) and boundary:
             boundary = boundary[-1]
         if not isinstance(boundary, dict):

@@ -31,11 +31,12 @@ class GroundTruth:
         self.capacity = capacity
         self.events: deque[tuple[int, int, int, str, int, int]] = deque(maxlen=capacity)
         """(connection id, event index, connection seq, accumulator, mono, wall)."""
-        self.fires: dict[str, deque[FireRecord]] = {}
+        self.fires: dict[str, deque[tuple]] = {}
+        """Per graph, fires as ``FireRecord`` field tuples, oldest first."""
         self._connection_by_port: dict[int, int] = {}
         self._next_connection_id = 0
 
-    def fire_ring(self, graph: str) -> deque[FireRecord]:
+    def fire_ring(self, graph: str) -> deque[tuple]:
         """Return the ring that a graph runner appends its fires to."""
         return self.fires.setdefault(graph, deque(maxlen=self.capacity))
 
@@ -93,8 +94,10 @@ class GroundTruth:
         ring = self.fires.get(graph)
         if not ring:
             return []
-        skip = max(0, since_fire - ring[0].fire_index + 1)
-        return [_fire_row(graph, reactor, record) for record in list(ring)[skip:]]
+        skip = max(0, since_fire - ring[0][0] + 1)
+        return [
+            _fire_row(graph, reactor, FireRecord(*row)) for row in list(ring)[skip:]
+        ]
 
 
 def _fire_row(graph: str, reactor: str, record: FireRecord) -> dict[str, Any]:

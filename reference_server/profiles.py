@@ -8,14 +8,14 @@ the profile name. The JSON bodies themselves are built in ``health``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .accumulators import Codec
-from .boundary import BoundaryError, decode_event
+from .boundary import BoundaryError, EventDecoder, decode_event
 
 __all__ = ["CLOACINA", "PROFILES", "TUTORIAL", "Profile", "frame_boundary"]
 
@@ -61,6 +61,15 @@ class Profile:
             return payload.encode()
         return payload
 
+    def event_decoder(self, fields: Mapping[str, str]) -> Callable[[Any], Any]:
+        """Return ``event_value`` for one accumulator's fields, prepared once.
+
+        The returned callable raises ``BoundaryError`` like ``event_value``.
+        """
+        if self.validate_passthrough:
+            return EventDecoder(fields)
+        return _payload_bytes
+
     def decode_input(self, value: Any) -> Any:
         """Return a cached boundary as JSON, or None where Cloacina shows null."""
         if self.validate_passthrough:
@@ -76,6 +85,10 @@ class Profile:
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _payload_bytes(payload: bytes | str) -> bytes:
+    return payload.encode() if isinstance(payload, str) else payload
 
 
 def frame_boundary(payload: bytes) -> bytes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["SIGNAL_CAPACITY", "FireSnapshot", "Reactor"]
@@ -56,14 +56,27 @@ class Reactor:
         """True from the snapshot of a fire until its ``complete_fire``."""
         self.fire_count = 0
         """Completed fires, manual ones included."""
-        self.last_fired_at: datetime | None = None
-        """Completion time of the last fire."""
+        self.last_fired_ns = 0
+        """Completion time of the last inline fire, ns since the epoch; 0 for none."""
+        self._last_fired_at: datetime | None = None
         self.last_output: Any = None
         self.applied_event_index = 0
         """Highest event index applied to the cache."""
         self.signals: deque[bool] = deque()
         """Queued executor signals; True marks a manual fire."""
         self._boundary_signals = 0
+
+    @property
+    def last_fired_at(self) -> datetime | None:
+        """Completion time of the last fire, built from ``last_fired_ns`` when read."""
+        if self._last_fired_at is None and self.last_fired_ns:
+            self._last_fired_at = datetime.fromtimestamp(self.last_fired_ns / 1e9, UTC)
+        return self._last_fired_at
+
+    @property
+    def idle(self) -> bool:
+        """True if no fire runs and no signal waits, so ``update_idle`` applies."""
+        return not self.firing and not self.signals
 
     @property
     def has_signal_room(self) -> bool:
@@ -87,6 +100,41 @@ class Reactor:
         self.signals.append(False)
         self._boundary_signals += 1
         return self._next_fire()
+
+    def update_idle(
+        self, accumulator: str, boundary: Any, event_index: int
+    ) -> dict[str, Any] | None:
+        """Apply a boundary to an idle reactor and return the fire inputs, if any.
+
+        This is ``update`` for an ``idle`` reactor whose fires complete before
+        the caller returns, without a signal or a ``FireSnapshot``. The caller
+        runs the fire on the returned copy of the cache and reports it with
+        ``complete_idle_fire``. The caller checks ``idle`` first.
+
+        Raises:
+            KeyError: the reactor does not declare this accumulator.
+        """
+        dirty = self.dirty
+        if accumulator not in dirty:
+            raise KeyError(accumulator)
+        self.cache[accumulator] = boundary
+        dirty[accumulator] = True
+        if event_index > self.applied_event_index:
+            self.applied_event_index = event_index
+        if self.paused:
+            return None
+        if self.reaction_mode == "when_all" and not all(dirty.values()):
+            return None
+        for name in dirty:
+            dirty[name] = False
+        return dict(self.cache)
+
+    def complete_idle_fire(self, output: Any, fired_wall_ns: int) -> None:
+        """Record a fire started by ``update_idle``; the reactor stays idle."""
+        self.fire_count += 1
+        self.last_fired_ns = fired_wall_ns
+        self._last_fired_at = None
+        self.last_output = output
 
     def force_fire(self) -> FireSnapshot | None:
         """Queue a fire that ignores the firing condition.
@@ -127,7 +175,8 @@ class Reactor:
             raise RuntimeError("complete_fire called with no fire running")
         self.firing = False
         self.fire_count += 1
-        self.last_fired_at = fired_at
+        self.last_fired_ns = 0
+        self._last_fired_at = fired_at
         self.last_output = output
         return self._next_fire()
 

@@ -58,7 +58,11 @@ def socket_capacity(kind: str) -> int:
 
 @dataclass(slots=True)
 class FireRecord:
-    """One completed fire, for the fire log and the ground-truth endpoint."""
+    """One completed fire, for the fire log and the ground-truth endpoint.
+
+    The runner keeps each fire as a plain tuple of these fields, in this
+    order, and builds records only when an endpoint reads them.
+    """
 
     fire_index: int
     """1-based count of fires of this graph."""
@@ -95,8 +99,10 @@ class GraphRunner:
         accumulators: configuration of each declared accumulator; a missing one
             is a passthrough.
         codec: event representation for batch and state accumulators.
-        decode_input: turns a cache entry into the computation's input.
-        fire_ring: deque that also receives every ``FireRecord``, or None.
+        decode_input: turns a cache entry into the computation's input; None
+            if cache entries are the inputs already.
+        fire_ring: deque that also receives every fire's row, or None; see
+            ``fire_rows``.
     """
 
     def __init__(
@@ -104,13 +110,14 @@ class GraphRunner:
         graph: GraphConfig,
         accumulators: Mapping[str, AccumulatorConfig] | None = None,
         codec: Codec | None = None,
-        decode_input: Callable[[Any], Any] = _identity,
+        decode_input: Callable[[Any], Any] | None = None,
         fire_ring: deque[FireRecord] | None = None,
     ) -> None:
         self.graph = graph
         self.reactor = Reactor(graph.accumulators, graph.reaction_mode)
-        self.decode_input = decode_input
-        self.fire_log: deque[FireRecord] = deque(maxlen=FIRE_LOG_CAPACITY)
+        self.decode_input = decode_input or _identity
+        self.fire_rows: deque[tuple] = deque(maxlen=FIRE_LOG_CAPACITY)
+        """The last fires as ``FireRecord`` field tuples, oldest first."""
         self.fire_ring = fire_ring
         self.failed_fires = 0
         self.queue_depth_max = 0
@@ -132,6 +139,11 @@ class GraphRunner:
                 socket_capacity(config.kind) + MERGE_CAPACITY,
                 deque(),
             )
+
+    @property
+    def fire_log(self) -> list[FireRecord]:
+        """The last ``FIRE_LOG_CAPACITY`` fires, oldest first."""
+        return [FireRecord(*row) for row in self.fire_rows]
 
     @property
     def processors(self) -> dict[str, Processor]:
@@ -158,7 +170,13 @@ class GraphRunner:
         if not inbox.events and not self._boundaries and self.reactor.has_signal_room:
             inbox.last_event_index = event_index
             boundary = inbox.processor.process(value)
-            if boundary is not None:
+            if boundary is None:
+                return True
+            if self._inline and self.reactor.idle:
+                inputs = self.reactor.update_idle(accumulator, boundary, event_index)
+                if inputs is not None:
+                    self._fire_idle(inputs)
+            else:
                 self._start(self.reactor.update(accumulator, boundary, event_index))
             return True
 
@@ -267,6 +285,51 @@ class GraphRunner:
             self._run_fires(snapshot), name=f"fire {self.graph.name}"
         )
 
+    def _fire_idle(self, inputs: dict[str, Any]) -> None:
+        # The common case of an execution time of 0: one fire per event, so it
+        # avoids the snapshot object, the datetime and the FireRecord, which
+        # together cost more than the computation.
+        reactor = self.reactor
+        started_mono_ns = time.monotonic_ns()
+        decode = self.decode_input
+        if decode is _identity:
+            computed = inputs
+        else:
+            computed = {name: decode(value) for name, value in inputs.items()}
+        error = None
+        try:
+            output = self._compute(computed)
+        except Exception as exc:
+            output, error = None, self._fire_failed(exc)
+        finished_mono_ns = time.monotonic_ns()
+        finished_wall_ns = time.time_ns()
+        row = (
+            reactor.fire_count + 1,
+            started_mono_ns,
+            finished_mono_ns,
+            finished_wall_ns - (finished_mono_ns - started_mono_ns),
+            finished_wall_ns,
+            reactor.applied_event_index,
+            False,
+            error is None,
+            error,
+            inputs,
+            output,
+        )
+        self.fire_rows.append(row)
+        if self.fire_ring is not None:
+            self.fire_ring.append(row)
+        self._count_minute(finished_wall_ns)
+        reactor.complete_idle_fire(output, finished_wall_ns)
+
+    def _count_minute(self, finished_wall_ns: int) -> None:
+        minute = finished_wall_ns // NS_PER_MINUTE
+        minutes = self._minutes
+        if minutes and minutes[-1][0] == minute:
+            minutes[-1][1] += 1
+        else:
+            minutes.append([minute, 1])
+
     async def _run_fires(self, snapshot: FireSnapshot | None) -> None:
         while snapshot is not None:
             started_mono_ns = time.monotonic_ns()
@@ -294,27 +357,23 @@ class GraphRunner:
         finished_mono_ns = time.monotonic_ns()
         finished_wall_ns = time.time_ns()
         fired_at = datetime.fromtimestamp(finished_wall_ns / 1e9, UTC)
-        record = FireRecord(
-            fire_index=self.reactor.fire_count + 1,
-            started_mono_ns=started_mono_ns,
-            finished_mono_ns=finished_mono_ns,
-            started_wall_ns=started_wall_ns,
-            finished_wall_ns=finished_wall_ns,
-            last_event_index=snapshot.last_event_index,
-            manual=snapshot.manual,
-            ok=error is None,
-            error=error,
-            inputs=snapshot.inputs,
-            output=output,
+        row = (
+            self.reactor.fire_count + 1,
+            started_mono_ns,
+            finished_mono_ns,
+            started_wall_ns,
+            finished_wall_ns,
+            snapshot.last_event_index,
+            snapshot.manual,
+            error is None,
+            error,
+            snapshot.inputs,
+            output,
         )
-        self.fire_log.append(record)
+        self.fire_rows.append(row)
         if self.fire_ring is not None:
-            self.fire_ring.append(record)
-        minute = finished_wall_ns // NS_PER_MINUTE
-        if self._minutes and self._minutes[-1][0] == minute:
-            self._minutes[-1][1] += 1
-        else:
-            self._minutes.append([minute, 1])
+            self.fire_ring.append(row)
+        self._count_minute(finished_wall_ns)
         return self.reactor.complete_fire(output, fired_at)
 
     def _execute(self, snapshot: FireSnapshot) -> tuple[Any, str | None]:
@@ -323,12 +382,15 @@ class GraphRunner:
         try:
             return self._compute(inputs), None
         except Exception as exc:
-            # The Cloacina server also counts a fire whose graph failed.
-            self.failed_fires += 1
-            if self.failed_fires == 1 or self.failed_fires % 1000 == 0:
-                logger.exception(
-                    "graph %s failed during a fire (%d failures so far)",
-                    self.graph.name,
-                    self.failed_fires,
-                )
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, self._fire_failed(exc)
+
+    def _fire_failed(self, exc: Exception) -> str:
+        # The Cloacina server also counts a fire whose graph failed.
+        self.failed_fires += 1
+        if self.failed_fires == 1 or self.failed_fires % 1000 == 0:
+            logger.exception(
+                "graph %s failed during a fire (%d failures so far)",
+                self.graph.name,
+                self.failed_fires,
+            )
+        return f"{type(exc).__name__}: {exc}"
