@@ -100,6 +100,39 @@ def main() -> None:
     "sends one frame per event, as a typical Locust user does.",
 )
 @click.option(
+    "--processes",
+    default=0,
+    show_default=True,
+    help="Run the users in this many local Locust worker processes, with this "
+    "process as their master; 0 runs them in this process.",
+)
+@click.option(
+    "--master",
+    is_flag=True,
+    default=False,
+    help="Be the Locust master for workers on other machines "
+    "(loadgen worker --master-host THIS_HOST).",
+)
+@click.option(
+    "--expect-workers",
+    default=1,
+    show_default=True,
+    help="With --master: workers to wait for before starting.",
+)
+@click.option(
+    "--master-bind-host",
+    default="*",
+    show_default=True,
+    help="With --master: interface the master listens on for workers.",
+)
+@click.option(
+    "--master-port",
+    default=5557,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="With --master: port the master listens on for workers.",
+)
+@click.option(
     "--reconnect-min-ms",
     default=100.0,
     show_default=True,
@@ -167,6 +200,11 @@ def run(**options) -> None:
         reconnect_min_ms=options["reconnect_min_ms"],
         reconnect_max_ms=options["reconnect_max_ms"],
         send_mode=options["send_mode"],
+        processes=options["processes"],
+        master=options["master"],
+        expect_workers=options["expect_workers"],
+        master_bind_host=options["master_bind_host"],
+        master_port=options["master_port"],
         output=options["output"],
         server_args=_server_args(
             options["server_config"], options["server_profile"], options["ground_truth"]
@@ -202,6 +240,30 @@ def serve(context: click.Context) -> None:
     from reference_server.cli import main as serve_main
 
     sys.exit(serve_main(context.args))
+
+
+@main.command()
+@click.option(
+    "--master-host",
+    required=True,
+    help="Host name or address of the machine running loadgen run --master.",
+)
+@click.option(
+    "--master-port",
+    default=5557,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the master (its --master-port).",
+)
+def worker(master_host: str, master_port: int) -> None:
+    """Run a Locust worker for a loadgen run --master on another machine.
+
+    The worker takes its options, the key included, from the master.
+    """
+    from loadgen.cluster import worker_command
+
+    command = worker_command(master_host, master_port)
+    os.execv(command[0], command)
 
 
 @main.command()

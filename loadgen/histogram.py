@@ -25,6 +25,7 @@ class LatencyHistogram:
 
     def __init__(self, hdr: HdrHistogram | None = None) -> None:
         self._hdr = hdr or HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self._delta: HdrHistogram | None = None
         self.overflow_count = 0
         """Samples above 1 hour, which are clamped to 1 hour when recorded."""
 
@@ -35,6 +36,8 @@ class LatencyHistogram:
             self.overflow_count += 1
             value = HIGHEST_US
         self._hdr.record_value(value)
+        if self._delta is not None:
+            self._delta.record_value(value)
 
     @property
     def hdr(self) -> HdrHistogram:
@@ -73,6 +76,23 @@ class LatencyHistogram:
             summary[key] = self.value_at_percentile(percentile)
         summary["max"] = self._hdr.get_max_value()
         return summary
+
+    def track_delta(self) -> None:
+        """Also record new samples in a delta that ``take_delta`` hands out."""
+        if self._delta is None:
+            self._delta = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+    def take_delta(self) -> str | None:
+        """Return the samples recorded since the last call, encoded, or None.
+
+        Adding every delta a worker hands out gives exactly its whole
+        histogram, which is how a distributed run merges without loss.
+        """
+        if self._delta is None or self._delta.get_total_count() == 0:
+            return None
+        encoded = self._delta.encode().decode("ascii")
+        self._delta.reset()
+        return encoded
 
     def encode(self) -> str:
         """Return the compressed base64 form that HdrHistogram tools read."""

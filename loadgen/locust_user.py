@@ -18,6 +18,12 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from loadgen.backoff import Backoff
 from loadgen.counters import RunCounters
 from loadgen.detection import choose_detector
+from loadgen.distributed import (
+    FINAL_MESSAGE,
+    PAYLOAD_KEY,
+    ClusterMerger,
+    WorkerShipper,
+)
 from loadgen.encoding import encode_quotes
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import FATAL_KINDS, ConnectionProblem, LoadgenError
@@ -30,7 +36,7 @@ from loadgen.pacing import Schedule
 from loadgen.probe import LatencyProbe, ProbeSample
 from loadgen.producer import Producer
 from loadgen.settings import LoadSettings, add_locust_options, settings_from_options
-from loadgen.shapes import LoadShape
+from loadgen.shapes import LoadShape, parse_shape
 from loadgen.tags import apply_tags
 
 __all__ = ["OrderbookUser", "LoadgenState", "state_of"]
@@ -75,6 +81,11 @@ class LoadgenState:
         """Set when the server offers ground truth to validate probe samples."""
         self.schedule_lag = LatencyHistogram()
         """Lag of the oldest event of each batch behind its intended send time."""
+        self.connect_time = LatencyHistogram()
+        """WebSocket connection establishment times, handshake included."""
+        self.stopped = False
+        self.merger = None
+        """On a master: the ``ClusterMerger`` that adds the workers' deltas."""
         self.next_sequence = 0
         """Sequence tag of the next event this process sends, load or probe."""
         self.outage_windows: list[tuple[float, float]] = []
@@ -172,6 +183,13 @@ class OrderbookUser(User):
         if self.state.shape is not None:
             slots = self.state.slots
             return Schedule(self.state.shape, self.state.start_s, index % slots, slots)
+        if self.settings.shape:
+            # Each user takes an equal share of the total, from its own start;
+            # Locust moves users between workers as workers come and go, so
+            # the total stays the same.
+            users = max(1, self.settings.shape_users)
+            shape = parse_shape(self.settings.shape).scaled(1 / users)
+            return Schedule(shape, time.perf_counter())
         shape = LoadShape.constant(self.settings.rate_per_user, UNBOUNDED_S)
         return Schedule(shape, time.perf_counter())
 
@@ -197,6 +215,7 @@ class OrderbookUser(User):
             self._fire_connect(0.0, error)
             return False
         self.state.counters.connects += 1
+        self.state.connect_time.record_us(connect_s * 1e6)
         self.backoff.reset()
         if self.outage_started_s is not None:
             self.state.close_outage(self.outage_started_s, time.perf_counter())
@@ -297,6 +316,42 @@ def _add_options(parser, **_kwargs) -> None:
     add_locust_options(parser)
 
 
+@events.init.add_listener
+def _set_up_distribution(environment, **_kwargs) -> None:
+    """Ship deltas from each worker and add them up on the master."""
+    setup_distribution(environment)
+
+
+def setup_distribution(environment) -> None:
+    state = state_of(environment)
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        shipper = WorkerShipper(state)
+
+        def ship(data, **_kwargs) -> None:
+            data[PAYLOAD_KEY] = shipper.payload(final=state.stopped)
+
+        def ship_final(**_kwargs) -> None:
+            # Sent before Locust's client_stopped message, so the master adds
+            # it before it counts this worker as stopped.
+            runner.send_message(FINAL_MESSAGE, shipper.payload(final=True))
+
+        environment.events.report_to_master.add_listener(ship)
+        environment.events.test_stop.add_listener(ship_final)
+    elif isinstance(runner, MasterRunner) and state.merger is None:
+        state.merger = ClusterMerger(state)
+
+        def merge(client_id, data, **_kwargs) -> None:
+            if PAYLOAD_KEY in data:
+                state.merger.merge(client_id, data[PAYLOAD_KEY])
+
+        def merge_final(environment, msg, **_kwargs) -> None:
+            state.merger.merge(msg.node_id, msg.data)
+
+        environment.events.worker_report.add_listener(merge)
+        runner.register_message(FINAL_MESSAGE, merge_final)
+
+
 @events.test_start.add_listener
 def _start_probe(environment, **_kwargs) -> None:
     """Start the latency probe once per process, on no master and one worker."""
@@ -307,6 +362,7 @@ def _start_probe(environment, **_kwargs) -> None:
         return
     settings = settings_from_options(environment.parsed_options)
     state = state_of(environment)
+    state.stopped = False
     try:
         settings.validate()
     except LoadgenError as error:
@@ -323,7 +379,8 @@ def _start_probe(environment, **_kwargs) -> None:
 @events.test_stop.add_listener
 def _stop_probe(environment, **_kwargs) -> None:
     state = state_of(environment)
-    if state.probe is not None:
+    state.stopped = True
+    if state.probe is not None and hasattr(state.probe, "stop"):
         state.probe.stop()
     if state.probe_greenlet is not None:
         state.probe_greenlet.join(timeout=10)

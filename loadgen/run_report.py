@@ -126,7 +126,6 @@ def _latency_section(settings, probe, state) -> dict:
         "probes_sent": probe.sent if probe is not None else 0,
         "probes_timed_out": probe.timed_out if probe is not None else 0,
     }
-    truth = state.ground_truth
     return {
         "send_to_fire": {
             **common,
@@ -144,9 +143,16 @@ def _latency_section(settings, probe, state) -> dict:
             "method": detection,
             "resolution_us": round(settings.poll_interval_ms * 1000),
             "error_bound_us": bound.summary(),
-            "validation": None if truth is None else truth.validation.as_dict(),
+            "validation": _validation(state),
         },
     }
+
+
+def _validation(state) -> dict | None:
+    """Return the ground-truth check, made here or on the worker that probed."""
+    if state.ground_truth is not None:
+        return state.ground_truth.validation.as_dict()
+    return getattr(state.probe, "validation", None)
 
 
 def _timeline(facts: RunFacts, state, probe) -> dict:

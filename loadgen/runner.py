@@ -33,6 +33,9 @@ __all__ = ["RunConfig", "RunResult", "run_load"]
 
 SETTLE_TIMEOUT_S = 3.0
 MAX_USERS = 100_000
+MAX_PROCESSES = 256
+WORKER_START_TIMEOUT_S = 60.0
+REMOTE_WORKER_TIMEOUT_S = 600.0
 MAX_DURATION_S = 7 * 24 * 3600
 PROGRESS_INTERVAL_S = 1.0
 
@@ -57,6 +60,13 @@ class RunConfig:
     reconnect_min_ms: float = 100.0
     reconnect_max_ms: float = 5000.0
     send_mode: str = "batch"
+    processes: int = 0
+    """Local Locust worker processes; 0 runs the users in this process."""
+    master: bool = False
+    """Act as a Locust master and wait for ``expect_workers`` remote workers."""
+    expect_workers: int = 1
+    master_bind_host: str = "*"
+    master_port: int = 5557
     output: Path | None = None
     server_args: tuple[str, ...] = field(default=())
     shape: LoadShape | None = None
@@ -108,6 +118,20 @@ class RunConfig:
             raise UsageProblem(
                 f"invalid --spawn-rate {self.spawn_rate:g}: use users per second "
                 f"above 0 and at most {MAX_USERS:,}"
+            )
+        if not 0 <= self.processes <= MAX_PROCESSES:
+            raise UsageProblem(
+                f"invalid --processes {self.processes}: use 0 to {MAX_PROCESSES}"
+            )
+        if self.master and self.processes:
+            raise UsageProblem(
+                "--master waits for remote workers and --processes starts local "
+                "ones: use one of them"
+            )
+        if self.master and not 1 <= self.expect_workers <= MAX_PROCESSES:
+            raise UsageProblem(
+                f"invalid --expect-workers {self.expect_workers}: use 1 to "
+                f"{MAX_PROCESSES}"
             )
         if self.host is not None:
             normalize_base_url(self.host)
@@ -208,8 +232,12 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     )
     state = state_of(environment)
     shape = config.load_shape()
-    state.shape, state.slots = shape, config.users
-    runner = environment.create_local_runner()
+    workers = None
+    if config.processes or config.master:
+        runner, workers = _start_cluster(config, environment, shape, progress, gevent)
+    else:
+        state.shape, state.slots = shape, config.users
+        runner = environment.create_local_runner()
     facts = RunFacts(
         config=config,
         settings=settings,
@@ -218,7 +246,10 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         shape=shape,
         started_at=datetime.now(UTC),
         fire_count_before=fire_count_before,
-        usage=ProcessUsage(server.pid if server is not None else None),
+        usage=ProcessUsage(
+            server.pid if server is not None else None,
+            worker_pids=[p.pid for p in workers.processes] if workers else (),
+        ),
         generator_max_rate_per_s=load_generator_max(),
     )
     if facts.generator_max_rate_per_s is not None:
@@ -236,6 +267,12 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     state.counters.timeline.start_s = state.start_s
     try:
         runner.start(config.users, spawn_rate=config.spawn_rate or config.users)
+        if workers is not None or config.master:
+            # Each worker's users pace their share from their own start, so
+            # the run's clock starts once every user is running.
+            _wait_until_spawned(runner, gevent)
+            state.start_s = time.perf_counter()
+            state.counters.timeline.start_s = state.start_s
         _wait(shape.duration_s, state, fire_counts, progress, gevent, signals)
         if state.fatal_error is not None:
             facts.outcome = {"status": "failed", "error": str(state.fatal_error)}
@@ -249,6 +286,10 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         facts.usage.stop()
         runner.stop()
         runner.quit()
+        if workers is not None:
+            workers.stop()
+    if state.merger is not None:
+        state.merger.finish(state.start_s)
 
     facts.counts, facts.fire_count_after = _settle(
         settings, base_url, state, received_before, hurry=signals.hurry
@@ -303,6 +344,53 @@ def _exit_code(facts: RunFacts, signals: StopSignals) -> int:
     if facts.outcome["status"] == "interrupted":
         return signals.exit_code()
     return 1
+
+
+def _start_cluster(config, environment, shape, progress, gevent):
+    """Start a Locust master, and local workers for ``--processes``.
+
+    Returns:
+        The master runner and the local workers, or None for remote ones.
+    """
+    from loadgen.cluster import LocalWorkers, free_port, wait_for_workers
+    from loadgen.locust_user import setup_distribution
+
+    options = environment.parsed_options
+    options.shape = shape.spec()
+    options.shape_users = config.users
+    if config.processes:
+        port = free_port()
+        runner = environment.create_master_runner("127.0.0.1", port)
+        setup_distribution(environment)
+        workers = LocalWorkers(config.processes, port)
+        expected, timeout_s = config.processes, WORKER_START_TIMEOUT_S
+    else:
+        runner = environment.create_master_runner(
+            config.master_bind_host, config.master_port
+        )
+        setup_distribution(environment)
+        workers = None
+        expected, timeout_s = config.expect_workers, REMOTE_WORKER_TIMEOUT_S
+        print(
+            f"master listening on port {config.master_port}: start workers with "
+            f"loadgen worker --master-host <this host> --master-port "
+            f"{config.master_port}",
+            file=progress,
+        )
+    try:
+        wait_for_workers(runner, expected, timeout_s, progress, gevent)
+    except BaseException:
+        runner.quit()
+        if workers is not None:
+            workers.stop(timeout_s=5)
+        raise
+    return runner, workers
+
+
+def _wait_until_spawned(runner, gevent, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while runner.state != "running" and time.monotonic() < deadline:
+        gevent.sleep(0.05)
 
 
 class _FireCounter:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from loadgen.errors import UsageProblem
 from loadgen.feeds import FEED_NAMES, FeedError, make_feed
 from loadgen.producer import AUTH_MODES, FRAME_TYPES
+from loadgen.shapes import parse_shape
 
 __all__ = ["LoadSettings", "add_locust_options", "settings_from_options"]
 
@@ -37,6 +38,11 @@ class LoadSettings:
     reconnect_min_ms: float = 100.0
     reconnect_max_ms: float = 5000.0
     send_mode: str = "event"
+    shape: str = ""
+    """Total target rate over time (``loadgen.shapes`` stages) shared by all
+    users; empty for a constant ``rate_per_user``."""
+    shape_users: int = 0
+    """Users that share ``shape``; 0 means Locust's ``--users``."""
 
     def __repr__(self) -> str:
         # The dataclass repr would print the key.
@@ -86,6 +92,8 @@ class LoadSettings:
             make_feed(self.feed)
         except FeedError as error:
             raise UsageProblem(str(error)) from None
+        if self.shape:
+            parse_shape(self.shape)
 
 
 def add_locust_options(parser) -> None:
@@ -141,6 +149,19 @@ def add_locust_options(parser) -> None:
         help="pause between latency probes, in ms",
     )
     group.add_argument(
+        "--shape",
+        default="",
+        help="total target rate over time, shared by all users, instead of "
+        "--rate-per-user: stages DURATION@RATE or DURATION@FROM..TO, e.g. "
+        "30s@1000,30s@1000..5000",
+    )
+    group.add_argument(
+        "--shape-users",
+        type=int,
+        default=0,
+        help="users that share --shape (default: Locust's --users)",
+    )
+    group.add_argument(
         "--send-mode",
         choices=SEND_MODES,
         default="event",
@@ -192,4 +213,8 @@ def settings_from_options(options) -> LoadSettings:
             options, "reconnect_max_ms", defaults.reconnect_max_ms
         ),
         send_mode=getattr(options, "send_mode", defaults.send_mode),
+        shape=getattr(options, "shape", defaults.shape) or "",
+        shape_users=getattr(options, "shape_users", 0)
+        or getattr(options, "num_users", 0)
+        or 0,
     )

@@ -121,6 +121,12 @@ class LoadShape:
                 return self._starts_s[index] + stage.time_of(remainder)
         return 0.0
 
+    def spec(self) -> str:
+        """Return the shape in the ``DURATION@FROM..TO`` form that parses back."""
+        return ",".join(
+            f"{s.duration_s!r}s@{s.start_rate!r}..{s.end_rate!r}" for s in self.stages
+        )
+
     def describe(self) -> list[dict]:
         return [
             {
@@ -138,7 +144,7 @@ class LoadShape:
         return 0
 
 
-_NUMBER = r"\d+(?:\.\d*)?(?:[eE]\+?\d+)?"
+_NUMBER = r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?"
 _STAGE = re.compile(
     rf"^\s*(?P<duration>{_NUMBER})\s*(?P<unit>ms|s|m|h)?\s*@\s*"
     rf"(?P<start>{_NUMBER})(\s*\.\.\s*(?P<end>{_NUMBER}))?\s*$"

@@ -14,10 +14,19 @@ class ProcessUsage:
 
     Args:
         server_pid: the embedded reference server's process id, or None.
+        worker_pids: local Locust worker processes; their CPU use counts as
+            the generator's.
     """
 
-    def __init__(self, server_pid: int | None = None) -> None:
+    def __init__(
+        self, server_pid: int | None = None, worker_pids: tuple | list = ()
+    ) -> None:
         self._processes = {"generator": psutil.Process()}
+        for number, pid in enumerate(worker_pids):
+            try:
+                self._processes[f"worker {number}"] = psutil.Process(pid)
+            except psutil.Error:
+                pass
         if server_pid is not None:
             try:
                 self._processes["server"] = psutil.Process(server_pid)
@@ -37,6 +46,12 @@ class ProcessUsage:
                 self.percent[name] = None
             else:
                 self.percent[name] = round((used - start) / wall * 100, 1)
+        workers = [v for k, v in self.percent.items() if k.startswith("worker ")]
+        if workers and None not in workers:
+            # Local workers generate the load; the master only coordinates.
+            self.percent["generator"] = round(
+                sum(workers) + (self.percent["generator"] or 0.0), 1
+            )
 
     @staticmethod
     def _cpu(process: psutil.Process) -> float | None:
