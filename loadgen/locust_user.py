@@ -8,8 +8,11 @@ Each user keeps one persistent connection and paces its own events at
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
+from pathlib import Path
 
 import gevent
 from locust import User, constant, events, task
@@ -335,6 +338,7 @@ def setup_distribution(environment) -> None:
             # Sent before Locust's client_stopped message, so the master adds
             # it before it counts this worker as stopped.
             runner.send_message(FINAL_MESSAGE, shipper.payload(final=True))
+            dump_worker_histograms(state)
 
         environment.events.report_to_master.add_listener(ship)
         environment.events.test_stop.add_listener(ship_final)
@@ -387,6 +391,26 @@ def _stop_probe(environment, **_kwargs) -> None:
         state.probe_greenlet = None
     if state.log_accounting:
         _log_accounting(environment, state)
+
+
+def dump_worker_histograms(state: LoadgenState) -> None:
+    """Write this worker's whole histograms to ``$LOADGEN_WORKER_DUMP_DIR``.
+
+    Tests add these up to check the master's merge; nothing is written when the
+    variable is unset.
+    """
+    folder = os.environ.get("LOADGEN_WORKER_DUMP_DIR")
+    if not folder:
+        return
+    histograms = {
+        "schedule_lag": state.schedule_lag.encode(),
+        "connect_time": state.connect_time.encode(),
+    }
+    if state.probe is not None:
+        histograms["send_to_fire"] = state.probe.histogram.encode()
+    record = {"sent": state.counters.sent, "histograms": histograms}
+    path = Path(folder) / f"worker-{os.getpid()}.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
 
 
 def _stop_for_usage(environment, error: LoadgenError) -> None:

@@ -105,6 +105,10 @@ def build_run_report(facts: RunFacts, state) -> dict:
         "timeline": _timeline(facts, state, probe),
         "self_check": _self_check(facts, state, send_rate, target_rate),
         "outages": _outages(state),
+        "connections": {
+            "connect_time_us": state.connect_time.summary(),
+            "histogram": state.connect_time.encode(),
+        },
         "outcome": facts.outcome,
     }
 
@@ -211,6 +215,7 @@ def _self_check(facts: RunFacts, state, send_rate: float, target_rate: float) ->
         )
     return {
         "schedule_lag_us": lag,
+        "schedule_lag_histogram": state.schedule_lag.encode(),
         "generator_cpu_percent": generator_cpu,
         "server_cpu_percent": server_cpu,
         "kept_up": kept_up,
