@@ -35,6 +35,7 @@ from loadgen.frames import OPCODE_BINARY, OPCODE_TEXT, encode_frames
 from loadgen.ground_truth import GROUND_TRUTH_HEADER, GroundTruth
 from loadgen.health import HealthClient
 from loadgen.histogram import LatencyHistogram
+from loadgen.limits import ensure_open_files
 from loadgen.pacing import Schedule
 from loadgen.probe import LatencyProbe, ProbeSample
 from loadgen.producer import Producer
@@ -372,6 +373,7 @@ def _start_probe(environment, **_kwargs) -> None:
     except LoadgenError as error:
         _stop_for_usage(environment, error)
         return
+    ensure_open_files(getattr(environment.parsed_options, "num_users", 0) or 0)
     if isinstance(runner, LocalRunner):
         state.log_accounting = True
         state.server_received_before = _server_received(environment, settings)

@@ -21,6 +21,7 @@ from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FeedError, make_feed
 from loadgen.hdr_log import write_interval_log
 from loadgen.health import HealthClient
+from loadgen.limits import ensure_open_files
 from loadgen.producer import Producer
 from loadgen.report import check_report_path, default_report_path, write_report
 from loadgen.run_report import RunFacts, build_run_report
@@ -232,6 +233,7 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     )
     state = state_of(environment)
     shape = config.load_shape()
+    ensure_open_files(config.users)
     workers = None
     if config.processes or config.master:
         runner, workers = _start_cluster(config, environment, shape, progress, gevent)
