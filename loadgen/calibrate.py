@@ -48,7 +48,6 @@ from loadgen.feeds import make_feed
 from loadgen.frames import OPCODE_BINARY, encode_frames
 from loadgen.health import HealthClient
 from loadgen.pacing import Schedule
-from loadgen.shapes import LoadShape
 from loadgen.tags import apply_tags
 
 __all__ = [
@@ -69,10 +68,11 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_EVENTS = 4096
-"""Events per ``sendall``. In one 2-second run of ``calibrate_generator`` per
-size on a shared 2-core machine, 1,024 gave 3.2 million events/s, 4,096 gave
-4.3 million, 8,192 gave 6.2 million and 16,384 gave 3.7 million; such runs
-vary by tens of percent. Encoding alone costs least per event near 4,096."""
+"""Events per ``sendall`` of ``send_paced_batches``. In one 2-second run of
+that loop against the null sink per size on a shared 2-core machine, 1,024
+gave 3.2 million events/s, 4,096 gave 4.3 million, 8,192 gave 6.2 million and
+16,384 gave 3.7 million; such runs vary by tens of percent. Encoding alone
+costs least per event near 4,096."""
 
 LATE_THRESHOLD_S = 0.010
 """An event sent more than this after its intended send time counts as late,
@@ -110,6 +110,13 @@ ACCOUNTING_LINE = re.compile(
     r"\((?P<failed>\d+) failed\)"
 )
 """The line the locustfile logs at test stop (logger ``loadgen.locust_user``)."""
+
+LOCUST_START_ALLOWANCE_S = 1
+"""Seconds added to Locust's ``-t``. Locust arms that timer with
+``gevent.spawn_later``, whose clock is the event loop's cached time, and that
+time stands still while the locustfile is imported, so the test ends early by
+the import time: -t 3s ended 2.0 s after the start in one run here. The
+measured rate does not depend on it, because it uses Locust's own interval."""
 
 LOCUST_TIMEOUT_S = 60.0
 """Time allowed beyond ``FLAT_OUT_TIMEOUT_FACTOR`` times the run's -t."""
@@ -163,6 +170,7 @@ def send_paced_batches(
     counters: RunCounters | None = None,
     batch_events: int = DEFAULT_BATCH_EVENTS,
     opcode: int = OPCODE_BINARY,
+    tagged: bool = False,
 ) -> SendResult:
     """Send every event of ``schedule`` that falls due, in batches, for a while.
 
@@ -182,6 +190,9 @@ def send_paced_batches(
         counters: receive ``record_sent`` per batch and ``record_failed``.
         batch_events: maximum events per ``sendall``.
         opcode: ``OPCODE_BINARY`` or ``OPCODE_TEXT``.
+        tagged: encode as the Locust user does: each bid carries the event's
+            index in the schedule as a ``loadgen.tags`` sequence tag, written
+            with ``USER_DECIMALS`` decimals.
     """
     counters = counters if counters is not None else RunCounters()
     sent = late = failed = byte_count = batches = 0
@@ -201,7 +212,12 @@ def send_paced_batches(
         late_until = schedule.due_count(now - LATE_THRESHOLD_S)
         batch_late = max(0, min(late_until - first, count))
 
-        data = encode_frames(feed.next_batch(count), opcode=opcode)
+        quotes = feed.next_batch(count)
+        if tagged:
+            quotes = apply_tags(quotes, first)
+            data = encode_frames(quotes, opcode=opcode, decimals=USER_DECIMALS)
+        else:
+            data = encode_frames(quotes, opcode=opcode)
         try:
             sock.sendall(data)
         except OSError:
@@ -221,43 +237,238 @@ def send_paced_batches(
     )
 
 
-def calibrate_generator(
-    duration_s: float = 5.0,
-    batch_events: int = DEFAULT_BATCH_EVENTS,
-    feed: str = "random-walk",
-    pin_cpus: bool = True,
-) -> dict:
-    """Measure the generator's maximum send rate against the null sink.
+@dataclass
+class LocustRun:
+    """What one headless Locust run of the orderbook user sent."""
 
-    Returns:
-        ``rate_per_s`` (events per second), ``sent``, ``late``, ``failed``,
-        ``bytes_sent``, ``bytes_per_s``, ``sink_bytes_received``, ``elapsed_s``,
-        ``batch_events`` and ``cpus`` (where each side was pinned, or None).
+    sent: int
+    """Events sent, from the locustfile's accounting line at test stop."""
+    failed: int
+    """Events due but not sent, from the same line."""
+    batches: int
+    """Locust requests named ``send ... (batch)``, one per write."""
+    bytes_sent: int
+    """Frame bytes written: Locust's mean content size times ``batches``."""
+    elapsed_s: float
+    """Locust's test start to its last request: ``batches`` over Locust's
+    ``Requests/s``, which Locust computes over that interval."""
+    run_time_s: int
+    """The ``-t`` limit. ``elapsed_s`` is shorter by Locust's start time (see
+    ``LOCUST_START_ALLOWANCE_S``) and longer when the user ran behind schedule
+    (see ``FLAT_OUT_RATE_PER_S``)."""
+    wall_s: float
+    """The ``locust`` command from start to exit, imports included."""
+    sink_bytes: int
+    """Bytes the null sink read during the run, the close frame included."""
+    target_rate_per_s: float
+    """The ``--rate-per-user`` the user was paced at."""
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def sink_events(self) -> int:
+        """Events the sink read: its bytes over the run's mean frame size."""
+        if self.bytes_sent <= 0:
+            return 0
+        return self.sink_bytes * self.sent // self.bytes_sent
+
+    @property
+    def flat_out(self) -> bool:
+        """Whether the run stayed well below its target rate, so it was not paced."""
+        return self.rate_per_s < PACED_SHARE * self.target_rate_per_s
+
+
+def run_locust_user(
+    sink_url: str,
+    duration_s: float,
+    rate_per_s: float = FLAT_OUT_RATE_PER_S,
+    feed: str = "sine",
+    cpu: int | None = None,
+) -> LocustRun:
+    """Run the orderbook locustfile with one user in batch mode against a null sink.
+
+    The command is ``locust -f locustfiles/orderbook.py --headless -u 1 -r 1
+    -t Ns --rate-per-user R --send-mode batch --no-probe`` with ``--csv``, so
+    the rate comes from the same code and the same statistics a user sees.
+    ``LOCUST_*`` variables are removed from the environment, so that no
+    setting from the caller's shell changes the run.
+
+    Args:
+        sink_url: ``http://127.0.0.1:PORT`` of a running null sink.
+        duration_s: run time; Locust takes whole seconds, so it is rounded up,
+            and ``LOCUST_START_ALLOWANCE_S`` is added.
+        rate_per_s: the user's target rate in events per second.
+        feed: the user's ``--feed``.
+        cpu: pin the Locust process to this CPU; None leaves it unpinned.
 
     Raises:
-        RuntimeError: the null sink did not start.
+        CalibrationError: Locust failed or timed out, or its output has no
+            accounting line or no batch statistics.
+    """
+    run_time_s = math.ceil(duration_s) + LOCUST_START_ALLOWANCE_S
+    timeout_s = FLAT_OUT_TIMEOUT_FACTOR * run_time_s + LOCUST_TIMEOUT_S
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env["TOKEN"] = NULL_SINK_TOKEN
+    with tempfile.TemporaryDirectory(prefix="loadgen-locust-") as temp:
+        work_dir = Path(temp)
+        csv_prefix = work_dir / "locust"
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(_locustfile(work_dir)),
+            "--headless",
+            "-u",
+            "1",
+            "-r",
+            "1",
+            "-t",
+            f"{run_time_s}s",
+            "--host",
+            sink_url,
+            "--rate-per-user",
+            f"{rate_per_s:.0f}",
+            "--send-mode",
+            "batch",
+            "--feed",
+            feed,
+            "--no-probe",
+            "--only-summary",
+            "--csv",
+            str(csv_prefix),
+        ]
+        before = _read_sink_bytes(sink_url)
+        started = time.perf_counter()
+        try:
+            completed = subprocess.run(
+                command,
+                cwd=work_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                preexec_fn=None if cpu is None else _pin_child(cpu),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise CalibrationError(
+                f"locust did not finish a {run_time_s} s run within {timeout_s:g} s"
+            ) from None
+        wall_s = time.perf_counter() - started
+        output = completed.stderr + completed.stdout
+        if completed.returncode != 0:
+            raise CalibrationError(
+                f"locust exited with status {completed.returncode}: "
+                f"{output.strip()[-500:]}"
+            )
+        sent, failed = _parse_accounting(output)
+        batches, bytes_sent, elapsed_s = _read_batch_stats(csv_prefix, output)
+    received = _wait_for_sink_bytes(sink_url, before + bytes_sent) - before
+    return LocustRun(
+        sent=sent,
+        failed=failed,
+        batches=batches,
+        bytes_sent=bytes_sent,
+        elapsed_s=elapsed_s,
+        run_time_s=run_time_s,
+        wall_s=wall_s,
+        sink_bytes=received,
+        target_rate_per_s=rate_per_s,
+    )
+
+
+def _locustfile(work_dir: Path) -> Path:
+    """Return the repository's locustfile, or write its one import to ``work_dir``."""
+    if LOCUSTFILE.is_file():
+        return LOCUSTFILE
+    path = work_dir / "orderbook.py"
+    path.write_text(LOCUSTFILE_TEXT, encoding="utf-8")
+    return path
+
+
+def _pin_child(cpu: int):
+    """Return a ``preexec_fn`` that pins the child process to ``cpu``."""
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def _parse_accounting(output: str) -> tuple[int, int]:
+    """Return (sent, failed) from the locustfile's accounting line in ``output``."""
+    match = ACCOUNTING_LINE.search(output)
+    if match is None:
+        raise CalibrationError(
+            "locust logged no line \"accumulator '...': sent N events (F failed)\"; "
+            f"the end of its output was: {output.strip()[-500:]}"
+        )
+    return int(match["sent"]), int(match["failed"])
+
+
+def _read_batch_stats(csv_prefix: Path, output: str) -> tuple[int, int, float]:
+    """Return (batches, bytes, elapsed seconds) from Locust's ``_stats.csv``."""
+    path = Path(f"{csv_prefix}_stats.csv")
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+    except OSError as error:
+        raise CalibrationError(
+            f"locust wrote no statistics to {path} ({error.strerror}): "
+            f"{output.strip()[-500:]}"
+        ) from None
+    for row in rows:
+        if row["Type"] == "WS" and row["Name"].endswith("(batch)"):
+            batches = int(row["Request Count"])
+            requests_per_s = float(row["Requests/s"])
+            if batches == 0 or requests_per_s <= 0:
+                break
+            bytes_sent = round(float(row["Average Content Size"]) * batches)
+            return batches, bytes_sent, batches / requests_per_s
+    raise CalibrationError(
+        f"locust's statistics in {path} show no batch sent: {output.strip()[-500:]}"
+    )
+
+
+def calibrate_generator(
+    duration_s: float = 5.0,
+    feed: str = "sine",
+    pin_cpus: bool = True,
+    rate_per_s: float = FLAT_OUT_RATE_PER_S,
+) -> dict:
+    """Measure the Locust user's maximum send rate against the null sink.
+
+    One user of ``locustfiles/orderbook.py`` runs in batch mode through the
+    ``locust`` command (see ``run_locust_user``), paced at ``rate_per_s``.
+
+    Returns:
+        ``rate_per_s`` (events per second), ``sent``, ``failed``, ``batches``,
+        ``bytes_sent``, ``bytes_per_s``, ``sink_bytes_received``,
+        ``sink_events``, ``elapsed_s``, ``run_time_s``, ``wall_s``,
+        ``target_rate_per_s``, ``flat_out`` (False when the run came within
+        ``PACED_SHARE`` of its target, so its maximum may be higher) and
+        ``cpus`` (where each side was pinned, or None).
+
+    Raises:
+        CalibrationError: the null sink or Locust failed.
     """
     with started_null_sink() as sink, _pinned(sink.pid, pin_cpus) as cpus:
-        ws = connect_accumulator(sink.url)
-        try:
-            shape = LoadShape.constant(UNREACHABLE_RATE_PER_S, duration_s)
-            schedule = Schedule(shape, time.perf_counter())
-            result = send_paced_batches(
-                ws.sock, make_feed(feed), schedule, duration_s, None, batch_events
-            )
-        finally:
-            ws.shutdown()
-        received = _wait_for_sink_bytes(sink.url, result.bytes_sent)
+        # The Locust process inherits this process's CPU from ``_pinned``.
+        run = run_locust_user(sink.url, duration_s, rate_per_s, feed)
     return {
-        "rate_per_s": result.rate_per_s,
-        "sent": result.sent,
-        "late": result.late,
-        "failed": result.failed,
-        "bytes_sent": result.bytes_sent,
-        "bytes_per_s": result.bytes_sent / result.elapsed_s,
-        "sink_bytes_received": received,
-        "elapsed_s": result.elapsed_s,
-        "batch_events": batch_events,
+        "rate_per_s": run.rate_per_s,
+        "sent": run.sent,
+        "failed": run.failed,
+        "batches": run.batches,
+        "bytes_sent": run.bytes_sent,
+        "bytes_per_s": run.bytes_sent / run.elapsed_s,
+        "sink_bytes_received": run.sink_bytes,
+        "sink_events": run.sink_events,
+        "elapsed_s": run.elapsed_s,
+        "run_time_s": run.run_time_s,
+        "wall_s": run.wall_s,
+        "target_rate_per_s": run.target_rate_per_s,
+        "flat_out": run.flat_out,
         "cpus": cpus,
     }
 
@@ -281,16 +492,21 @@ def calibrate_server(
         ``cpus``.
 
     Raises:
-        RuntimeError: the server did not start or did not take every event
+        CalibrationError: the server did not start or did not take every event
             within ``DRAIN_TIMEOUT_S`` after the sending stopped.
     """
     # NOTE: the prebuilt frames are reused in a loop, so masking keys repeat
     # every ``prebuilt_events`` frames. The server is ours and on loopback, so
     # this is acceptable here and keeps encoding out of the measurement.
-    feed = make_feed("random-walk")
+    # The frames are the Locust user's: the default feed, tagged bids and
+    # ``USER_DECIMALS`` decimals, so the server parses what users send.
+    feed = make_feed("sine")
     buffers = [
-        encode_frames(feed.next_batch(batch_events))
-        for _ in range(max(1, prebuilt_events // batch_events))
+        encode_frames(
+            apply_tags(feed.next_batch(batch_events), index * batch_events),
+            decimals=USER_DECIMALS,
+        )
+        for index in range(max(1, prebuilt_events // batch_events))
     ]
     token = "clk_calibrate_" + secrets.token_hex(16)
     with (
@@ -317,7 +533,7 @@ def calibrate_server(
         finally:
             health.close()
     if accepted + rejected < sent:
-        raise RuntimeError(
+        raise CalibrationError(
             f"the reference server took {accepted + rejected} of {sent} events "
             f"within {DRAIN_TIMEOUT_S:g} s after the sending stopped"
         )
@@ -350,12 +566,19 @@ def format_calibration(result: dict) -> str:
     lines = [
         f"generator -> null sink: {generator['rate_per_s']:>12,.0f} events/s "
         f"({generator['bytes_per_s'] / 1e6:,.0f} MB/s, "
-        f"{generator['sent']:,} events in {generator['elapsed_s']:.1f} s, "
-        f"{generator['batch_events']:,} per batch)",
+        f"{generator['sent']:,} events in {generator['elapsed_s']:.1f} s; "
+        "one Locust user, batch mode)",
         f"reference server ingest: {server['rate_per_s']:>12,.0f} events/s "
         f"({server['accepted']:,} accepted, {server['rejected']:,} rejected "
         f"in {server['elapsed_s']:.1f} s)",
     ]
+    if not generator["flat_out"]:
+        lines.append(
+            "the generator came within "
+            f"{100 - PACED_SHARE * 100:.0f} % of its target of "
+            f"{generator['target_rate_per_s']:,.0f} events/s, so its maximum "
+            "may be higher than measured"
+        )
     if generator["cpus"] is None:
         lines.append("processes were not pinned to CPUs")
     else:
@@ -428,7 +651,7 @@ def _started_server(
         ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_S)
         line = process.stdout.readline() if ready else ""
         if not line.startswith(prefix):
-            raise RuntimeError(
+            raise CalibrationError(
                 f"{' '.join(command[1:])} printed {line!r} instead of "
                 f"{prefix!r} within {START_TIMEOUT_S:g} s"
             )
@@ -491,13 +714,18 @@ def _allowed_cpus() -> set[int]:
         return set()
 
 
+def _read_sink_bytes(url: str) -> int:
+    """Return the bytes the null sink at ``url`` has read since it started."""
+    with urllib.request.urlopen(url + "/", timeout=5) as response:
+        return json.loads(response.read())["bytes_received"]
+
+
 def _wait_for_sink_bytes(url: str, expected: int) -> int:
     """Poll the null sink until it has read ``expected`` bytes or time runs out."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     received = 0
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(url + "/", timeout=5) as response:
-            received = json.loads(response.read())["bytes_received"]
+        received = _read_sink_bytes(url)
         if received >= expected:
             break
         time.sleep(0.02)
@@ -509,7 +737,7 @@ def _accumulator_row(health: HealthClient) -> dict:
     for row in listing.get("accumulators", listing.get("items", [])):
         if row.get("name") == ACCUMULATOR:
             return row
-    raise RuntimeError(f"the reference server has no accumulator '{ACCUMULATOR}'")
+    raise CalibrationError(f"the reference server has no accumulator '{ACCUMULATOR}'")
 
 
 def _wait_for_events(

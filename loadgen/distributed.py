@@ -189,6 +189,10 @@ class ClusterMerger:
         }
         self.unix_outages: list[tuple[float, float]] = []
         self.probe_totals: dict[str, dict] = {}
+        self.finished_workers: set[str] = set()
+        """Workers whose last delta has arrived."""
+        self._waiting: set[str] = set()
+        self._on_finished = None
 
     def merge(self, client_id: str, payload: dict) -> None:
         """Add one worker's delta; called from Locust's ``worker_report`` event."""
@@ -210,6 +214,39 @@ class ClusterMerger:
         self.unix_outages.extend(tuple(window) for window in payload["outages"])
         if payload.get("probe") is not None:
             self._merge_probe(client_id, payload["probe"])
+
+    def merge_final(self, client_id: str, payload: dict) -> None:
+        """Add a worker's last delta, sent when its test stopped."""
+        self.merge(client_id, payload)
+        self.finished_workers.add(client_id)
+        self._call_if_finished()
+
+    def when_finished(self, client_ids, callback) -> None:
+        """Call ``callback`` once each of ``client_ids`` has sent its last delta."""
+        self._waiting = set(client_ids)
+        self._on_finished = callback
+        self._call_if_finished()
+
+    def _call_if_finished(self) -> None:
+        if self._on_finished is not None and self._waiting <= self.finished_workers:
+            callback, self._on_finished = self._on_finished, None
+            callback()
+
+    def wait_for_workers(self, client_ids, timeout_s: float, sleep) -> bool:
+        """Wait until each of ``client_ids`` has sent its last delta.
+
+        Locust's master can see a worker's user count drop to zero before that
+        worker's test_stop listeners, which send the last delta, have run.
+
+        Returns:
+            Whether every last delta arrived within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        waiting = set(client_ids) - self.finished_workers
+        while waiting and time.monotonic() < deadline:
+            sleep(0.05)
+            waiting = set(client_ids) - self.finished_workers
+        return not waiting
 
     def _merge_probe(self, client_id: str, probe: dict) -> None:
         merged = self._state.probe

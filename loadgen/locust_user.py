@@ -351,7 +351,7 @@ def setup_distribution(environment) -> None:
                 state.merger.merge(client_id, data[PAYLOAD_KEY])
 
         def merge_final(environment, msg, **_kwargs) -> None:
-            state.merger.merge(msg.node_id, msg.data)
+            state.merger.merge_final(msg.node_id, msg.data)
 
         environment.events.worker_report.add_listener(merge)
         runner.register_message(FINAL_MESSAGE, merge_final)
@@ -393,6 +393,14 @@ def _stop_probe(environment, **_kwargs) -> None:
         state.probe_greenlet = None
     if state.log_accounting:
         _log_accounting(environment, state)
+    runner = environment.runner
+    if isinstance(runner, LocalRunner):
+        _log_exact_latency(state)
+    elif isinstance(runner, MasterRunner) and state.merger is not None:
+        # On Locust's own quit path the master stops before its workers do, so
+        # their last deltas come later; the log waits for them without blocking.
+        workers = [client.id for client in runner.clients.values()]
+        state.merger.when_finished(workers, lambda: _log_exact_latency(state))
 
 
 def dump_worker_histograms(state: LoadgenState) -> None:
@@ -413,6 +421,29 @@ def dump_worker_histograms(state: LoadgenState) -> None:
     record = {"sent": state.counters.sent, "histograms": histograms}
     path = Path(folder) / f"worker-{os.getpid()}.json"
     path.write_text(json.dumps(record), encoding="utf-8")
+
+
+def _log_exact_latency(state: LoadgenState) -> None:
+    """Log the HDR percentiles, which Locust's table rounds to milliseconds."""
+    probe = state.probe
+    if probe is None or not probe.histogram.count:
+        return
+    summary = probe.histogram.summary()
+    intended = probe.histogram_from_intended.summary()
+    logger.info(
+        "send-to-fire latency from %d probe samples, in microseconds: p50 %s, "
+        "p90 %s, p99 %s, p99.9 %s, max %s (from the intended send time: p99 %s, "
+        "max %s); the cluster sent %d events",
+        summary["count"],
+        summary["p50"],
+        summary["p90"],
+        summary["p99"],
+        summary["p99_9"],
+        summary["max"],
+        intended["p99"],
+        intended["max"],
+        state.counters.sent,
+    )
 
 
 def _stop_for_usage(environment, error: LoadgenError) -> None:

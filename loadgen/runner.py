@@ -287,6 +287,8 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
         facts.load_s = time.perf_counter() - state.start_s
         facts.usage.stop()
         runner.stop()
+        if state.merger is not None:
+            _wait_for_last_deltas(runner, state, progress, gevent)
         runner.quit()
         if workers is not None:
             workers.stop()
@@ -387,6 +389,16 @@ def _start_cluster(config, environment, shape, progress, gevent):
             workers.stop(timeout_s=5)
         raise
     return runner, workers
+
+
+def _wait_for_last_deltas(runner, state, progress, gevent) -> None:
+    workers = [client.id for client in runner.clients.values()]
+    if not state.merger.wait_for_workers(workers, 15.0, gevent.sleep):
+        print(
+            "warning: not every worker sent its last measurements; the report "
+            "misses up to one report interval of theirs",
+            file=progress,
+        )
 
 
 def _wait_until_spawned(runner, gevent, timeout_s: float = 30.0) -> None:
