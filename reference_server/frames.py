@@ -25,6 +25,14 @@ class ClientFrameScanner:
 
         An unmasked frame whose header began in an earlier chunk gives 0.
         """
+        # Fast path: the chunk is exactly one masked frame with a payload of
+        # at most 125 bytes, the usual read when a client sends one event per
+        # TCP segment.
+        if not self._skip and not self._pending and len(data) >= 6:
+            second = data[1]
+            length = second & 0x7F
+            if second & 0x80 and length < 126 and len(data) == 6 + length:
+                return -1
         shift = len(self._pending)
         buf = self._pending + data if shift else data
         self._pending = b""

@@ -252,3 +252,18 @@ def test_malformed_upgrade_gets_4xx(server, over):
 
     status = int(head.split(b" ", 2)[1])
     assert 400 <= status < 500, head
+
+
+def test_scanner_single_frame_chunks():
+    masked = frame(OPCODE_BINARY, b"x" * 120)
+    unmasked = frame(OPCODE_BINARY, b"y", mask=False)
+    extended = frame(OPCODE_BINARY, b"z" * 126)
+    scanner = ClientFrameScanner()
+
+    assert scanner.find_unmasked(masked) == -1
+    assert scanner.find_unmasked(masked) == -1
+    assert scanner.find_unmasked(extended) == -1
+    assert scanner.find_unmasked(unmasked) == 0
+    split = ClientFrameScanner()
+    assert split.find_unmasked(masked[:10]) == -1
+    assert split.find_unmasked(masked[10:] + unmasked) == len(masked) - 10
