@@ -3,7 +3,7 @@ import json
 import pytest
 
 from loadgen.errors import UsageProblem
-from loadgen.shapes import LoadShape, load_shape_file, parse_shape
+from loadgen.shapes import load_shape_file, parse_shape
 
 
 def test_constant_total_and_times():
@@ -109,3 +109,14 @@ def test_bad_shape_files(tmp_path, content, message):
 
 def test_scaled_shape():
     assert parse_shape("2s@100..300").scaled(0.5).total_events == pytest.approx(200)
+
+
+def test_spec_parses_back_to_same_shape():
+    shape = parse_shape("10s@100,2s@0.00001..300.5,1m@7")
+    again = parse_shape(shape.spec())
+    assert again.describe() == shape.describe()
+
+
+def test_stage_longer_than_a_week_rejected():
+    with pytest.raises(UsageProblem, match="7 days"):
+        parse_shape("8000000s@10")
