@@ -166,19 +166,24 @@ class GraphRunner:
         """
         inbox = self._inboxes[accumulator]
 
-        # Fast path: nothing is waiting, so the event goes straight through.
-        if not inbox.events and not self._boundaries and self.reactor.has_signal_room:
-            inbox.last_event_index = event_index
-            boundary = inbox.processor.process(value)
-            if boundary is None:
+        # Fast paths: nothing is waiting, so the event goes straight through,
+        # and with an execution time of 0 and an idle reactor it fires here.
+        reactor = self.reactor
+        if not inbox.events and not self._boundaries:
+            if self._inline and reactor.idle:
+                inbox.last_event_index = event_index
+                boundary = inbox.processor.process(value)
+                if boundary is not None:
+                    inputs = reactor.update_idle(accumulator, boundary, event_index)
+                    if inputs is not None:
+                        self._fire_idle(inputs)
                 return True
-            if self._inline and self.reactor.idle:
-                inputs = self.reactor.update_idle(accumulator, boundary, event_index)
-                if inputs is not None:
-                    self._fire_idle(inputs)
-            else:
-                self._start(self.reactor.update(accumulator, boundary, event_index))
-            return True
+            if reactor.has_signal_room:
+                inbox.last_event_index = event_index
+                boundary = inbox.processor.process(value)
+                if boundary is not None:
+                    self._start(reactor.update(accumulator, boundary, event_index))
+                return True
 
         if len(inbox.events) >= inbox.capacity:
             return False

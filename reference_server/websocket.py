@@ -220,12 +220,13 @@ async def _receive_events(
     messages = state.ws_messages
     received = 0
     """Data frames received, text ones included: each event's connection_seq."""
+    binary, text = WSMsgType.BINARY, WSMsgType.TEXT
     try:
         while True:
             message = await ws.receive()
-            arrived_mono_ns = time.monotonic_ns()
+            arrived_mono_ns = time.monotonic_ns() if recorder is not None else 0
             kind = message.type
-            if kind is WSMsgType.BINARY or (kind is WSMsgType.TEXT and text_events):
+            if kind is binary or (kind is text and text_events):
                 received += 1
                 event_index = deliver(accumulator, message.data)
                 if event_index > 0:
