@@ -44,7 +44,7 @@ class Validation:
             "samples": self.samples,
             "within_bound": self.within_bound,
             "unmatched": self.unmatched,
-            "max_error_us": round(self.max_error_us, 1),
+            "max_error_us": round(self.max_error_us),
             "truth_summary": self.truth.summary(),
         }
 
