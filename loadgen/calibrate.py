@@ -68,11 +68,11 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_EVENTS = 4096
-"""Events per ``sendall`` of ``send_paced_batches``. In one 2-second run of
-that loop against the null sink per size on a shared 2-core machine, 1,024
-gave 3.2 million events/s, 4,096 gave 4.3 million, 8,192 gave 6.2 million and
-16,384 gave 3.7 million; such runs vary by tens of percent. Encoding alone
-costs least per event near 4,096."""
+"""Events per ``sendall`` of ``send_paced_batches``. That loop ran for 2 s
+per size against the null sink on a shared 2-core machine. It sent 3.2
+million events/s with 1,024, 4.3 million with 4,096, 6.2 million with 8,192
+and 3.7 million with 16,384, and such runs vary by tens of percent. Encoding
+alone costs least per event near 4,096."""
 
 LATE_THRESHOLD_S = 0.010
 """An event sent more than this after its intended send time counts as late,

@@ -45,6 +45,9 @@ class CountDetector:
         # the fire log or the ground truth rule it out.
         return fire_count_of(status) + (2 if status.get("firing") is True else 1)
 
+    last_fire_failed = False
+    """The fire count does not say whether a fire failed."""
+
     def fired(self, target: int) -> bool:
         return self._health.graph_fire_count(self._graph) >= target
 
@@ -61,13 +64,21 @@ class FireLogDetector:
             f"?limit={FIRE_LOG_LIMIT}"
         )
         self._accumulator = accumulator
+        self.last_fire_failed = False
+        """Whether the fire found by the last successful ``fired`` failed."""
 
     def before_send(self, tag: int) -> int:
         return tag
 
     def fired(self, tag: int) -> bool:
         rows = self._health.get_json(self._path).get("items", [])
-        return any(self._reached(row, tag) for row in rows)
+        reached = [row for row in rows if self._reached(row, tag)]
+        if not reached:
+            return False
+        # Rows come newest first, so the last one reached is the earliest fire
+        # that consumed the probe event.
+        self.last_fire_failed = reached[-1].get("ok") is False
+        return True
 
     def _reached(self, row: dict, tag: int) -> bool:
         inputs = row.get("inputs") or {}

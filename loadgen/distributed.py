@@ -140,6 +140,7 @@ class WorkerShipper:
             "sent": probe.sent,
             "timed_out": probe.timed_out,
             "missed": probe.missed,
+            "fires_failed": probe.fires_failed,
             "outages": probe.outages,
             "detection_method": probe.detection_method,
             "validation": None if truth is None else truth.validation.as_dict(),
@@ -166,6 +167,7 @@ class MergedProbe:
         self.intervals: dict[int, LatencyHistogram] = {}
         """Per-second histograms keyed by second since the run's start."""
         self.sent = self.timed_out = self.missed = self.outages = 0
+        self.fires_failed = 0
         self.detection_method = "poll"
         self.validation: dict | None = None
 
@@ -264,6 +266,9 @@ class ClusterMerger:
         merged.timed_out = sum(p["timed_out"] for p in self.probe_totals.values())
         merged.missed = sum(p["missed"] for p in self.probe_totals.values())
         merged.outages = sum(p["outages"] for p in self.probe_totals.values())
+        merged.fires_failed = sum(
+            p.get("fires_failed", 0) for p in self.probe_totals.values()
+        )
         merged.detection_method = probe["detection_method"]
         merged.validation = probe["validation"]
 

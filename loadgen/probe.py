@@ -116,6 +116,8 @@ class LatencyProbe:
         self._connected = True
         self.missed = 0
         """Probes that fell due while the server could not be reached."""
+        self.fires_failed = 0
+        """Probes whose event was consumed by a fire whose graph failed."""
         self.outages = 0
 
     @property
@@ -200,6 +202,10 @@ class LatencyProbe:
             fired = self._detector.fired(target)
             observed = time.perf_counter()
             read_at = (requested + observed) / 2
+            if fired and self._detector.last_fire_failed:
+                # The graph failed on this fire: that is no latency to record.
+                self.fires_failed += 1
+                return None
             if fired:
                 sample = ProbeSample(
                     latency_us=(read_at - sent_at) * 1e6,

@@ -129,6 +129,7 @@ def _latency_section(settings, probe, state) -> dict:
         "resolution_us": round(settings.poll_interval_ms * 1000),
         "probes_sent": probe.sent if probe is not None else 0,
         "probes_timed_out": probe.timed_out if probe is not None else 0,
+        "probe_fires_failed": getattr(probe, "fires_failed", 0) if probe else 0,
     }
     return {
         "send_to_fire": {
@@ -191,6 +192,17 @@ def _self_check(facts: RunFacts, state, send_rate: float, target_rate: float) ->
     if send_rate < target_rate * (1 - RATE_TOLERANCE):
         notes.append(
             f"achieved {send_rate:,.0f} events/s of the {target_rate:,.0f} targeted"
+        )
+    probe = state.probe
+    if probe is not None and probe.timed_out:
+        notes.append(
+            f"{probe.timed_out:,} probe events saw no fire within 5 s: the graph "
+            "may hang, or the server may drop events; they are not in the latency"
+        )
+    if probe is not None and getattr(probe, "fires_failed", 0):
+        notes.append(
+            f"{probe.fires_failed:,} probe events were consumed by fires whose "
+            "graph failed; they are not in the latency"
         )
     generator_max = facts.generator_max_rate_per_s
     peak_rate = max(
