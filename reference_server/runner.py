@@ -340,7 +340,13 @@ class GraphRunner:
             started_mono_ns = time.monotonic_ns()
             started_wall_ns = time.time_ns()
             output, error = self._execute(snapshot)
-            await asyncio.sleep(self._execution_time.sample_s())
+            duration_s = self._execution_time.sample_s()
+            await asyncio.sleep(duration_s)
+            # uvloop's timers count whole milliseconds on a cached clock, so a
+            # sleep can end up to a millisecond early by time.monotonic_ns().
+            deadline_ns = started_mono_ns + int(duration_s * 1e9)
+            while (remaining_ns := deadline_ns - time.monotonic_ns()) > 0:
+                await asyncio.sleep(remaining_ns / 1e9)
             snapshot = self._complete(
                 snapshot, started_mono_ns, started_wall_ns, output, error
             )
