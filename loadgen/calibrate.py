@@ -83,12 +83,13 @@ UNREACHABLE_RATE_PER_S = 1e9
 
 FLAT_OUT_RATE_PER_S = 5_000_000
 """``--rate-per-user`` when measuring the Locust user's maximum. One user
-reached 1.9 to 2.9 million events/s on a shared 2-core machine, so it stays
-behind this schedule and sends flat out. A run that reaches 90 % of it is
-flagged, because it may have been paced rather than flat out."""
+reached 1.8 to 3.1 million events/s on a shared 2-core machine (see
+docs/benchmarks.md), so it stays behind this schedule and sends flat out. A
+run that reaches 90 % of it is flagged, because it may have been paced rather
+than flat out."""
 # NOTE: in batch mode the Locust user sends every due event before it yields
-# to gevent, so a user behind schedule holds off Locust's -t timer: a run can
-# last up to this rate divided by the achieved rate times -t. A higher rate
+# to gevent, so a user behind schedule holds off Locust's -t timer. A run can
+# then last up to -t times this rate over the achieved rate. A higher rate
 # would show the maximum more surely but would stretch calibration past 30 s.
 
 PACED_SHARE = 0.9
@@ -113,9 +114,9 @@ ACCOUNTING_LINE = re.compile(
 
 LOCUST_START_ALLOWANCE_S = 1
 """Seconds added to Locust's ``-t``. Locust arms that timer with
-``gevent.spawn_later``, whose clock is the event loop's cached time, and that
-time stands still while the locustfile is imported, so the test ends early by
-the import time: -t 3s ended 2.0 s after the start in one run here. The
+``gevent.spawn_later``, whose clock is the event loop's cached time. That
+time does not advance while the locustfile is imported, so the test ends early
+by the import time: -t 3s ended 2.0 s after the start in one run here. The
 measured rate does not depend on it, because it uses Locust's own interval."""
 
 LOCUST_TIMEOUT_S = 60.0
@@ -133,7 +134,7 @@ SERVER_CPU = 1
 
 
 class CalibrationError(LoadgenError, RuntimeError):
-    """A calibration step that failed; the message says which and why."""
+    """A failed calibration step, with a message naming the step and the cause."""
 
     kind = "calibration"
 
@@ -239,7 +240,7 @@ def send_paced_batches(
 
 @dataclass
 class LocustRun:
-    """What one headless Locust run of the orderbook user sent."""
+    """Counts and times of one headless Locust run of the orderbook user."""
 
     sent: int
     """Events sent, from the locustfile's accounting line at test stop."""
@@ -291,7 +292,7 @@ def run_locust_user(
 
     The command is ``locust -f locustfiles/orderbook.py --headless -u 1 -r 1
     -t Ns --rate-per-user R --send-mode batch --no-probe`` with ``--csv``, so
-    the rate comes from the same code and the same statistics a user sees.
+    the rate comes from the same code and the same statistics a user gets.
     ``LOCUST_*`` variables are removed from the environment, so that no
     setting from the caller's shell changes the run.
 

@@ -8,8 +8,15 @@ Run it from the repository root::
 Contenders, each sending orderbook events as masked WebSocket frames on one
 connection for ``--duration`` seconds:
 
-- ``batch``: this project's generator, ``loadgen.frames.encode_frames`` and one
-  ``sendall`` per batch, paced open-model at a target rate it cannot reach;
+- ``loadgen-locust``: this project's Locust user, ``locustfiles/orderbook.py``
+  run by the ``locust`` command with one user in batch mode, paced open-model
+  at a target rate it cannot reach (``loadgen.calibrate.run_locust_user``, the
+  same run as ``loadgen calibrate``). Its send count comes from the
+  locustfile's accounting line and is checked against the sink's byte count.
+  The ratios compare this row with the others;
+- ``raw-loop``: this project's sending loop without Locust,
+  ``loadgen.calibrate.send_paced_batches``, with the Locust user's feed, tags
+  and decimals, so that the two rows differ by what Locust costs;
 - ``locust``: a typical Locust WebSocket user (``locustfile_typical.py``),
   headless with one user; its rate is Locust's own request count per second;
 - ``websocket-client``: ``json.dumps`` and ``ws.send`` in a tight loop;
@@ -46,7 +53,20 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LOCUSTFILE = HERE / "locustfile_typical.py"
 TUTORIAL_CLIENT = ROOT / "tests" / "tutorial_clients" / "persistent_producer.py"
-CONTENDERS = ("batch", "locust", "websocket-client", "tutorial", "artillery")
+CONTENDERS = {
+    "loadgen-locust": "loadgen Locust user (batch)",
+    "raw-loop": "loadgen raw batch loop, no Locust",
+    "locust": "typical Locust user",
+    "websocket-client": "websocket-client loop",
+    "tutorial": "tutorial producer",
+    "artillery": "Artillery",
+}
+"""Contender name on the command line, and its label in the table."""
+COMPARED = "loadgen-locust"
+"""The contender whose ratios to the others are the result."""
+TARGET_RATE_PER_S = 1_000_000
+TARGET_VS_LOCUST = 20.0
+TARGET_VS_ARTILLERY = 10.0
 ARTILLERY_PAYLOAD = '{"best_bid": 100.1, "best_ask": 100.15}'
 ARTILLERY_FRAME_BYTES = 6 + len(ARTILLERY_PAYLOAD)
 """2-byte header, 4-byte masking key and the payload, which is under 126 bytes."""
@@ -58,8 +78,8 @@ ARTILLERY_INSTALL_TIMEOUT_S = 600.0
 
 
 def run_worker(name: str, url: str, duration_s: float) -> dict:
-    if name == "batch":
-        return batch_worker(url, duration_s)
+    if name == "raw-loop":
+        return raw_loop_worker(url, duration_s)
     if name == "websocket-client":
         return websocket_client_worker(url, duration_s)
     if name == "tutorial":
@@ -67,20 +87,20 @@ def run_worker(name: str, url: str, duration_s: float) -> dict:
     raise ValueError(f"unknown worker {name!r}")
 
 
-def batch_worker(url: str, duration_s: float) -> dict:
+def raw_loop_worker(url: str, duration_s: float) -> dict:
     from loadgen.calibrate import (
         UNREACHABLE_RATE_PER_S,
         connect_accumulator,
         send_paced_batches,
     )
-    from loadgen.feeds import RandomWalkFeed
+    from loadgen.feeds import SineFeed
     from loadgen.pacing import Schedule
     from loadgen.shapes import LoadShape
 
     ws = connect_accumulator(url)
     shape = LoadShape.constant(UNREACHABLE_RATE_PER_S, duration_s)
     schedule = Schedule(shape, time.perf_counter())
-    result = send_paced_batches(ws.sock, RandomWalkFeed(), schedule, duration_s)
+    result = send_paced_batches(ws.sock, SineFeed(), schedule, duration_s, tagged=True)
     ws.shutdown()
     return {
         "events": result.sent,
@@ -265,6 +285,37 @@ def measure_locust(url: str, duration_s: float, cpu, work_dir: Path) -> dict:
     }
 
 
+def measure_loadgen_locust(url: str, duration_s: float, rate_per_s: float, cpu):
+    """Run the project's locustfile with one user in batch mode, flat out."""
+    from loadgen.calibrate import run_locust_user
+
+    run = run_locust_user(url, duration_s, rate_per_s, cpu=cpu)
+    if not run.flat_out:
+        print(
+            f"warning: the Locust user reached {run.rate_per_s:,.0f} of its "
+            f"{rate_per_s:,.0f} events/s target, so it may have been paced: "
+            "raise --rate-per-user",
+            flush=True,
+        )
+    if run.sink_events != run.sent:
+        print(
+            f"warning: the locustfile logged {run.sent:,} events sent, but the "
+            f"sink read {run.sink_bytes:,} bytes, {run.sink_events:,} events",
+            flush=True,
+        )
+    return {
+        "rate_per_s": run.rate_per_s,
+        "events": run.sent,
+        "failed": run.failed,
+        "elapsed_s": run.elapsed_s,
+        "run_time_s": run.run_time_s,
+        "wall_s": run.wall_s,
+        "bytes": run.bytes_sent,
+        "sink_events": run.sink_events,
+        "flat_out": run.flat_out,
+    }
+
+
 def install_artillery(work_dir: Path) -> tuple[Path | None, str]:
     """Install Artillery into ``work_dir`` and return its binary or a reason.
 
@@ -369,28 +420,68 @@ def describe_machine() -> dict:
     }
 
 
+def ratio_text(numerator: float | None, denominator: float | None) -> str:
+    if not numerator or not denominator:
+        return "n/a"
+    return f"{numerator / denominator:.1f}x"
+
+
 def print_table(results: dict[str, list[dict]], skipped: dict[str, str]) -> None:
+    """Print the Markdown table and the comparison of ``COMPARED`` with the targets.
+
+    The ratio columns divide each row's median by the median of the typical
+    Locust user and of Artillery.
+    """
     medians = {
         name: statistics.median(run["rate_per_s"] for run in runs)
         for name, runs in results.items()
         if runs
     }
-    baseline = medians.get("locust")
+    locust, artillery = medians.get("locust"), medians.get("artillery")
     print()
-    print("| contender | median events/s | min | max | runs | vs Locust |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in CONTENDERS:
+    print(
+        "| contender | median events/s | min | max | runs "
+        "| vs typical Locust | vs Artillery |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, label in CONTENDERS.items():
         if name in skipped:
-            print(f"| {name} | skipped: {skipped[name]} | | | | |")
+            print(f"| {label} | skipped: {skipped[name]} | | | | | |")
             continue
         if name not in medians:
             continue
         rates = [run["rate_per_s"] for run in results[name]]
-        ratio = f"{medians[name] / baseline:.1f}x" if baseline else "n/a"
         print(
-            f"| {name} | {medians[name]:,.0f} | {min(rates):,.0f} | "
-            f"{max(rates):,.0f} | {len(rates)} | {ratio} |"
+            f"| {label} | {medians[name]:,.0f} | {min(rates):,.0f} | "
+            f"{max(rates):,.0f} | {len(rates)} | "
+            f"{ratio_text(medians[name], locust)} | "
+            f"{ratio_text(medians[name], artillery)} |"
         )
+
+    compared = medians.get(COMPARED)
+    if compared is None:
+        return
+    print()
+    print(f"Targets, on the median of the {CONTENDERS[COMPARED]}:")
+    checks = [
+        (f"at least {TARGET_RATE_PER_S:,} events/s", compared, TARGET_RATE_PER_S),
+        (
+            f"at least {TARGET_VS_LOCUST:g}x the typical Locust user",
+            compared / locust if locust else None,
+            TARGET_VS_LOCUST,
+        ),
+        (
+            f"at least {TARGET_VS_ARTILLERY:g}x Artillery",
+            compared / artillery if artillery else None,
+            TARGET_VS_ARTILLERY,
+        ),
+    ]
+    for text, value, target in checks:
+        if value is None:
+            print(f"- {text}: not measured")
+            continue
+        formatted = f"{value:,.0f} events/s" if target > 1000 else f"{value:.1f}x"
+        print(f"- {text}: {formatted}, {'met' if value >= target else 'NOT met'}")
 
 
 def main(argv=None) -> int:
@@ -398,7 +489,21 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--repetitions", type=int, default=3, help="runs per contender")
     parser.add_argument(
-        "--only", default=",".join(CONTENDERS), help="comma-separated contenders"
+        "--only",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated contenders, from {', '.join(CONTENDERS)}",
+    )
+    parser.add_argument(
+        "--rate-per-user",
+        type=float,
+        default=None,
+        help="target rate of the loadgen Locust user in events/s; default "
+        "loadgen.calibrate.FLAT_OUT_RATE_PER_S, above what it can reach",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="also write the machine, the load averages and every run as JSON",
     )
     parser.add_argument(
         "--artillery-dir",
@@ -417,10 +522,18 @@ def main(argv=None) -> int:
     chosen = [name for name in args.only.split(",") if name]
     unknown = set(chosen) - set(CONTENDERS)
     if unknown:
-        parser.error(f"unknown contenders {sorted(unknown)}: use {CONTENDERS}")
+        parser.error(
+            f"unknown contenders {sorted(unknown)}: use {', '.join(CONTENDERS)}"
+        )
+    if args.rate_per_user is None:
+        from loadgen.calibrate import FLAT_OUT_RATE_PER_S
+
+        args.rate_per_user = FLAT_OUT_RATE_PER_S
     contender_cpu, sink_cpu = choose_cpus()
     machine = describe_machine()
     print(json.dumps(machine))
+    load_before = os.getloadavg()
+    print(f"load average before: {format_load(load_before)}", flush=True)
     print(
         f"pinning: contenders to CPU {contender_cpu}, sink to CPU {sink_cpu}"
         if contender_cpu is not None
@@ -446,7 +559,11 @@ def main(argv=None) -> int:
                     if name in skipped:
                         continue
                     before = sink_bytes(url)
-                    if name == "locust":
+                    if name == COMPARED:
+                        run = measure_loadgen_locust(
+                            url, args.duration, args.rate_per_user, contender_cpu
+                        )
+                    elif name == "locust":
                         run = measure_locust(
                             url, args.duration, contender_cpu, work_dir
                         )
@@ -459,16 +576,41 @@ def main(argv=None) -> int:
                     time.sleep(0.5)
                     run["sink_bytes"] = sink_bytes(url) - before
                     results[name].append(run)
-                    print(
-                        f"run {repetition} {name}: {run['rate_per_s']:,.0f} events/s "
-                        f"({run['events']:,} events, sink read "
-                        f"{run['sink_bytes'] / 1e6:,.1f} MB)",
-                        flush=True,
-                    )
+                    print(f"run {repetition} {name}: {describe_run(run)}", flush=True)
         finally:
             stop(sink)
+    load_after = os.getloadavg()
+    print(f"load average after: {format_load(load_after)}")
     print_table(results, skipped)
+    if args.output is not None:
+        record = {
+            "machine": machine,
+            "duration_s": args.duration,
+            "rate_per_user": args.rate_per_user,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "skipped": skipped,
+            "runs": results,
+        }
+        args.output.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def describe_run(run: dict) -> str:
+    text = (
+        f"{run['rate_per_s']:,.0f} events/s ({run['events']:,} events, "
+        f"sink read {run['sink_bytes'] / 1e6:,.1f} MB"
+    )
+    if "sink_events" in run:
+        text += (
+            f", {run['sink_events']:,} events by its byte count; sent for "
+            f"{run['elapsed_s']:.1f} s of a {run['run_time_s']} s run"
+        )
+    return text + ")"
+
+
+def format_load(load: tuple[float, float, float]) -> str:
+    return f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} (1, 5 and 15 minutes)"
 
 
 if __name__ == "__main__":
