@@ -283,6 +283,10 @@ class OrderbookUser(User):
                 time.perf_counter() - sent_at, len(data), None, self.batch_request_name
             )
             done += chunk
+            # Let Locust's timers, the probe and other users run between
+            # chunks; a producer far behind schedule would otherwise hold
+            # the process until its whole backlog is written.
+            gevent.sleep(0)
 
     def _send_events(self, first: int, count: int, late_until: int) -> None:
         """Send due events one frame and one Locust request at a time."""
