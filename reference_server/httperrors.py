@@ -1,6 +1,6 @@
 """Logging of malformed HTTP requests: one line per kind instead of tracebacks.
 
-aiohttp 3.14 answers a request it cannot parse (a header line over 8190 bytes,
+aiohttp 3.14 rejects a request it cannot parse (a header line over 8190 bytes,
 too many headers, an invalid Content-Length) with 400 and logs the parser
 exception at ERROR with a traceback. Such requests are the client's fault, and
 a fuzzer or a broken client can send thousands. ``RequestErrorLog`` stands in

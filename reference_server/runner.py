@@ -296,6 +296,8 @@ class GraphRunner:
         # together cost more than the computation.
         reactor = self.reactor
         started_mono_ns = time.monotonic_ns()
+
+        # Run the computation.
         decode = self.decode_input
         if decode is _identity:
             computed = inputs
@@ -306,6 +308,9 @@ class GraphRunner:
             output = self._compute(computed)
         except Exception as exc:
             output, error = None, self._fire_failed(exc)
+
+        # Record the fire. One wall clock read is enough, because the start
+        # follows from the monotonic duration.
         finished_mono_ns = time.monotonic_ns()
         finished_wall_ns = time.time_ns()
         row = (
