@@ -53,7 +53,7 @@ class CountDetector:
 
 
 class FireLogDetector:
-    """Finds the first fire whose snapshot holds the probe's tag or a later one."""
+    """Finds the first fire whose snapshot contains the probe's tag or a later one."""
 
     method = "fire_log"
 

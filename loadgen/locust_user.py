@@ -284,8 +284,8 @@ class OrderbookUser(User):
             )
             done += chunk
             # Let Locust's timers, the probe and other users run between
-            # chunks; a producer far behind schedule would otherwise hold
-            # the process until its whole backlog is written.
+            # chunks. Otherwise a producer far behind schedule would hold the
+            # process until its whole backlog is written.
             gevent.sleep(0)
 
     def _send_events(self, first: int, count: int, late_until: int) -> None:

@@ -1,8 +1,8 @@
 """The send-to-fire latency probe.
 
 The probe sends its own events on its own connection at a fixed probe rate and,
-after each send, polls the server until it sees the fire that consumed the
-event (see ``loadgen.detection`` for the ways it can tell).
+after each send, polls the server until it detects the fire that consumed the
+event (``loadgen.detection`` describes the ways to detect it).
 The fire completed after the previous poll's request left and before the
 observing poll's response arrived; that window's width is the sample's error
 bound, and the sample is the midpoint of the observing poll's round trip,

@@ -25,7 +25,7 @@ KEPT_UP_CPU_PERCENT = 90.0
 
 @dataclass
 class RunFacts:
-    """What a run knows before, during and after its load."""
+    """Facts gathered before, during and after a run's load."""
 
     config: object
     settings: object
