@@ -86,3 +86,86 @@ def test_master_merges_two_workers_exactly(tmp_path, reference_server):
     probe = LatencyHistogram.decode(report["latency"]["send_to_fire"]["histogram"])
     assert probe.count > 50
     assert_same_histogram(probe, summed(dumps, "send_to_fire"))
+
+
+def test_master_with_remote_style_workers(tmp_path, reference_server):
+    """loadgen run --master waits for two loadgen worker processes."""
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, TOKEN=reference_server.token)
+    master = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadgen",
+            "run",
+            "--host",
+            reference_server.url,
+            "--master",
+            "--expect-workers",
+            "2",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "--users",
+            "4",
+            "--rate",
+            "400",
+            "--duration",
+            "5",
+            "-o",
+            "r.json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The workers get no key: they take every option from the master.
+    worker_env = {k: v for k, v in os.environ.items() if k != "TOKEN"}
+    workers = []
+    try:
+        time.sleep(3)
+        for _ in range(2):
+            workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "loadgen",
+                        "worker",
+                        "--master-host",
+                        "127.0.0.1",
+                        "--master-port",
+                        str(port),
+                    ],
+                    cwd=tmp_path,
+                    env=worker_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        _, stderr = master.communicate(timeout=120)
+        for worker in workers:
+            worker.wait(timeout=30)
+    finally:
+        for process in [master, *workers]:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert master.returncode == 0, stderr
+    assert "waiting for workers" in stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    counts = report["counts"]
+    assert counts["sent"] == pytest.approx(2000, abs=4)
+    assert counts["failed"] == 0
+    _, listing = reference_server.get_json("/v1/health/accumulators")
+    server_total = listing["accumulators"][0]["events_total"]
+    assert server_total == counts["sent"] + counts["probe_events_sent"]
+    assert report["latency"]["send_to_fire"]["summary"]["count"] > 10
