@@ -24,6 +24,7 @@ A TOML file passed with ``--config`` replaces the default completely::
     reaction_mode = "when_any"  # optional: "when_any" (default) or "when_all"
     accumulators = ["orderbook"]  # required, declared above, same tenant
     computation = "price_signal"  # optional: "price_signal" (default) or "passthrough"
+    # or "fail" (raises on every fire), "fail:0.25" (on a quarter of the fires)
     execution_time_ms = 0       # optional simulated run time of one fire, >= 0
     # or a distribution, sampled with a seeded generator:
     # execution_time = {distribution = "lognormal", median_ms = 5, p99_ms = 40}
@@ -50,6 +51,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .computations import COMPUTATIONS as COMPUTATIONS_BY_NAME
 
 __all__ = [
     "ACCUMULATOR_KINDS",
@@ -356,7 +359,12 @@ def _parse_graph(table: Mapping[str, Any], where: str, source: str) -> GraphConf
     reactor = _string(table, "reactor", where, source, default=f"{name}_rx")
     tenant = _string(table, "tenant", where, source, default=DEFAULT_TENANT)
     mode = _choice(table, "reaction_mode", REACTION_MODES, where, source)
-    computation = _choice(table, "computation", COMPUTATIONS, where, source)
+    computation = table.get("computation", COMPUTATIONS[0])
+    if not isinstance(computation, str) or computation not in COMPUTATIONS_BY_NAME:
+        raise ConfigError(
+            f"{source}: {where}.computation: invalid value {computation!r}; use "
+            '"price_signal", "passthrough", "fail" or "fail:F" with F from 0 to 1'
+        )
 
     accumulators = table.get("accumulators")
     if (
