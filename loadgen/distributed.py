@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from loadgen.histogram import LatencyHistogram
+from loadgen.histogram import IntervalHistograms, LatencyHistogram
 
 __all__ = [
     "FINAL_MESSAGE",
@@ -128,10 +128,10 @@ class WorkerShipper:
         origin = _perf_to_unix(probe.interval_origin_s)
         current_second = int(time.perf_counter() - probe.interval_origin_s)
         intervals = {}
-        for second, histogram in probe.intervals.items():
+        for second, encoded in probe.intervals.encoded().items():
             done = second < current_second or final
             if done and second not in self._shipped_intervals:
-                intervals[int(origin + second)] = histogram.encode()
+                intervals[int(origin + second)] = encoded
                 self._shipped_intervals.add(second)
         truth = self._state.ground_truth
         return {
@@ -163,8 +163,8 @@ class MergedProbe:
         self.histogram = LatencyHistogram()
         self.histogram_from_intended = LatencyHistogram()
         self.error_bound = LatencyHistogram()
-        self.unix_intervals: dict[int, LatencyHistogram] = {}
-        self.intervals: dict[int, LatencyHistogram] = {}
+        self.unix_intervals = IntervalHistograms()
+        self.intervals = IntervalHistograms()
         """Per-second histograms keyed by second since the run's start."""
         self.sent = self.timed_out = self.missed = self.outages = 0
         self.fires_failed = 0
@@ -173,10 +173,9 @@ class MergedProbe:
 
     def align(self, start_unix_s: float) -> None:
         """Key the per-second histograms by second since ``start_unix_s``."""
-        self.intervals = {
-            max(0, int(second - start_unix_s)): histogram
-            for second, histogram in sorted(self.unix_intervals.items())
-        }
+        self.intervals = self.unix_intervals.rekeyed(
+            lambda second: max(0, int(second - start_unix_s))
+        )
 
 
 class ClusterMerger:
@@ -257,10 +256,7 @@ class ClusterMerger:
         for name, encoded in probe["histograms"].items():
             getattr(merged, name).add(LatencyHistogram.decode(encoded))
         for second, encoded in probe["intervals"].items():
-            histogram = merged.unix_intervals.setdefault(
-                int(second), LatencyHistogram()
-            )
-            histogram.add(LatencyHistogram.decode(encoded))
+            merged.unix_intervals.add_encoded(int(second), encoded)
         self.probe_totals[client_id] = probe
         merged.sent = sum(p["sent"] for p in self.probe_totals.values())
         merged.timed_out = sum(p["timed_out"] for p in self.probe_totals.values())

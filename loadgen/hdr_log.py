@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hdrh.log import HistogramLogWriter
 
-from loadgen.histogram import LatencyHistogram
+from loadgen.histogram import IntervalHistograms, LatencyHistogram
 
 __all__ = ["write_interval_log"]
 
@@ -22,7 +22,7 @@ US_PER_MS = 1000.0
 
 def write_interval_log(
     path: str | Path,
-    intervals: dict[int, LatencyHistogram],
+    intervals: IntervalHistograms,
     started_at: datetime,
     interval_s: float = 1.0,
 ) -> Path:
@@ -38,9 +38,9 @@ def write_interval_log(
         )
         writer.output_comment("[send-to-fire latency from intended send time, us]")
         writer.output_legend()
-        for second in sorted(intervals):
+        for second, encoded in intervals.encoded().items():
             writer.output_interval_histogram(
-                intervals[second].hdr,
+                LatencyHistogram.decode(encoded).hdr,
                 start_time_stamp_sec=second * interval_s,
                 end_time_stamp_sec=(second + 1) * interval_s,
                 max_value_unit_ratio=US_PER_MS,

@@ -101,3 +101,58 @@ class LatencyHistogram:
     @classmethod
     def decode(cls, encoded: str) -> LatencyHistogram:
         return cls(HdrHistogram.decode(encoded))
+
+
+class IntervalHistograms:
+    """Per-interval latency histograms, compressed once their interval closes.
+
+    An uncompressed histogram over 1 us to 1 hour takes about 180 kB, so a
+    long run keeps only the open interval's histogram live and the others in
+    HdrHistogram's compressed form, a few hundred bytes each.
+    """
+
+    def __init__(self) -> None:
+        self._closed: dict[int, str] = {}
+        self._open_key: int | None = None
+        self._open: LatencyHistogram | None = None
+
+    def record_us(self, key: int, latency_us: float) -> None:
+        """Record a latency in interval ``key``; a new key closes the open one."""
+        if key != self._open_key:
+            self._close()
+            self._open_key = key
+            self._open = LatencyHistogram()
+            if key in self._closed:
+                self._open.add(LatencyHistogram.decode(self._closed.pop(key)))
+        self._open.record_us(latency_us)
+
+    def add_encoded(self, key: int, encoded: str) -> None:
+        """Add an encoded histogram's samples to interval ``key``."""
+        if key == self._open_key:
+            self._open.add(LatencyHistogram.decode(encoded))
+            return
+        if key in self._closed:
+            merged = LatencyHistogram.decode(self._closed[key])
+            merged.add(LatencyHistogram.decode(encoded))
+            encoded = merged.encode()
+        self._closed[key] = encoded
+
+    def encoded(self) -> dict[int, str]:
+        """Return every interval's histogram in compressed form, by key."""
+        result = dict(self._closed)
+        if self._open is not None:
+            result[self._open_key] = self._open.encode()
+        return dict(sorted(result.items()))
+
+    def rekeyed(self, key_of) -> IntervalHistograms:
+        """Return a copy whose keys are ``key_of(key)``; equal new keys add up."""
+        copy = IntervalHistograms()
+        for key, encoded in self.encoded().items():
+            copy.add_encoded(key_of(key), encoded)
+        return copy
+
+    def _close(self) -> None:
+        if self._open is not None:
+            self._closed[self._open_key] = self._open.encode()
+            self._open = None
+            self._open_key = None

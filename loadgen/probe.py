@@ -28,7 +28,7 @@ from loadgen.detection import CountDetector
 from loadgen.encoding import encode_quotes
 from loadgen.errors import FATAL_KINDS, ConnectionProblem
 from loadgen.health import HealthClient
-from loadgen.histogram import LatencyHistogram
+from loadgen.histogram import IntervalHistograms, LatencyHistogram
 from loadgen.producer import Producer
 from loadgen.tags import apply_tags
 
@@ -94,7 +94,7 @@ class LatencyProbe:
         self.histogram_from_intended = LatencyHistogram()
         """Latency from the intended send time, corrected for coordinated omission."""
         self.error_bound = LatencyHistogram()
-        self.intervals: dict[int, LatencyHistogram] = {}
+        self.intervals = IntervalHistograms()
         """Per-second histograms of latency from the intended send time."""
         self.interval_origin_s = time.perf_counter()
         self.sent = 0
@@ -232,8 +232,7 @@ class LatencyProbe:
         self.histogram_from_intended.record_us(sample.latency_from_intended_us)
         self.error_bound.record_us(sample.error_bound_us)
         second = int(observed_s - self.interval_origin_s)
-        interval = self.intervals.setdefault(second, LatencyHistogram())
-        interval.record_us(sample.latency_from_intended_us)
+        self.intervals.record_us(second, sample.latency_from_intended_us)
         if self._on_sample is not None:
             self._on_sample(sample)
 

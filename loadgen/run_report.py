@@ -164,10 +164,8 @@ def _timeline(facts: RunFacts, state, probe) -> dict:
     series = state.counters.timeline.as_dict(max(1, round(facts.load_s)))
     seconds = len(series["sent"])
     fired = (facts.fired_per_second + [None] * seconds)[:seconds]
-    intervals = []
-    for second in range(seconds):
-        histogram = None if probe is None else probe.intervals.get(second)
-        intervals.append(None if histogram is None else histogram.encode())
+    encoded = {} if probe is None else probe.intervals.encoded()
+    intervals = [encoded.get(second) for second in range(seconds)]
     return {"interval_s": 1.0, **series, "fired": fired, "latency_intervals": intervals}
 
 

@@ -38,6 +38,7 @@ def stats(state: ServerState) -> dict:
         "events_dropped": totals["events_dropped"],
         "queue_depth_max": totals["queue_depth_max"],
         "connections": sum(state.connections.values()),
+        "upgrades_abandoned": state.upgrades_abandoned,
     }
 
 

@@ -33,6 +33,8 @@ class ServerState:
     ws_errors: Counter[str] = field(default_factory=Counter)
     """Connections that ended with a protocol error, by close code."""
     text_frames_ignored: int = 0
+    upgrades_abandoned: int = 0
+    """Upgrades whose peer closed before the 101 response was written."""
     http_errors: Counter[str] = field(default_factory=Counter)
     """Requests rejected by aiohttp's HTTP parser with 400, by error kind."""
     api_requests: Counter[tuple[str, int]] = field(default_factory=Counter)

@@ -147,7 +147,8 @@ def _resolve(
     return key, target
 
 
-async def _prepare(request: web.Request, endpoint: str) -> web.WebSocketResponse:
+async def _prepare(request: web.Request, endpoint: str) -> web.WebSocketResponse | None:
+    """Complete the upgrade; return None when the peer left before it completed."""
     state = request.app[STATE]
     # No compression, so each response is a plain text frame that simple
     # clients can parse without inflating it.
@@ -156,7 +157,20 @@ async def _prepare(request: web.Request, endpoint: str) -> web.WebSocketResponse
         timeout=CLOSE_TIMEOUT_S,
         max_msg_size=state.max_message_bytes,
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        # The peer closed its side before the 101 response was written: an
+        # ordinary disconnect, logged once and then only counted.
+        state.upgrades_abandoned += 1
+        if state.upgrades_abandoned == 1:
+            logger.info(
+                "%s: peer %s left before the upgrade completed; later cases are "
+                "counted in /_loadgen/stats, not logged",
+                endpoint,
+                request.remote,
+            )
+        return None
     request.app[WEBSOCKETS].add(ws)
     state.connections[endpoint] += 1
     return ws
@@ -185,6 +199,8 @@ async def _accumulator_websocket(request: web.Request) -> web.StreamResponse:
 
     state = request.app[STATE]
     ws = await _prepare(request, "accumulator")
+    if ws is None:
+        return web.Response(status=499)
     try:
         if target is None:
             await _close_not_registered(request, ws, "accumulator", name)
@@ -304,6 +320,8 @@ async def _reactor_websocket(request: web.Request) -> web.StreamResponse:
 
     state = request.app[STATE]
     ws = await _prepare(request, "reactor")
+    if ws is None:
+        return web.Response(status=499)
     try:
         if target is None:
             await _close_not_registered(request, ws, "reactor", name)

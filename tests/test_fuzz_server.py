@@ -488,11 +488,6 @@ def test_malformed_upgrade_requests(batch, mutations):
 EOF_RACE_CONNECTIONS = 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="websocket._prepare lets aiohttp's ClientConnectionResetError from "
-    "ws.prepare() propagate, so aiohttp logs one traceback per connection",
-)
 def test_upgrade_then_eof_logs_no_traceback(batch):
     # A client that sends a valid upgrade request and at once closes its side
     # is an ordinary disconnect and must not cost a traceback per connection.

@@ -648,6 +648,7 @@ def test_stats_shape(server):
         "events_dropped",
         "queue_depth_max",
         "connections",
+        "upgrades_abandoned",
     ]
     assert body["cpu_seconds"] > 0
     assert body["events_total"] >= 1

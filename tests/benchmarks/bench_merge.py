@@ -16,7 +16,6 @@ import statistics
 import time
 
 from loadgen.distributed import ClusterMerger, WorkerShipper
-from loadgen.histogram import LatencyHistogram
 from loadgen.locust_user import LoadgenState
 from loadgen.probe import LatencyProbe
 
@@ -51,7 +50,7 @@ def one_second_of_samples(state: LoadgenState, rng: random.Random) -> float:
         probe.histogram_from_intended.record_us(latency * 1.1)
         probe.error_bound.record_us(rng.expovariate(1 / 800))
         second = int(now - probe.interval_origin_s)
-        probe.intervals.setdefault(second, LatencyHistogram()).record_us(latency)
+        probe.intervals.record_us(second, latency)
     for _ in range(CONNECTS_PER_S):
         state.connect_time.record_us(rng.expovariate(1 / 5000))
     return time.perf_counter() - started
