@@ -65,6 +65,9 @@ def main() -> int:
                 server_mb = server.memory_info().rss / 2**20 if server else None
             except psutil.Error:
                 break
+            if server_mb is None or generator_mb <= 0:
+                # The run has ended and its server has stopped.
+                break
             samples.append((time.monotonic() - started, generator_mb, server_mb))
             print(
                 f"{samples[-1][0]:7.0f} s  generator {generator_mb:8.1f} MB  "
