@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from loadgen import __version__
 from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FEED_NAMES
 from loadgen.producer import AUTH_MODES, FRAME_TYPES
+from loadgen.stop_signals import Terminated, note_termination
 
 __all__ = ["main"]
 
@@ -74,7 +76,8 @@ def main() -> None:
     type=click.Choice(AUTH_MODES),
     default="header",
     show_default=True,
-    help="Send the key as Authorization: Bearer (header) or as ?token= (query).",
+    help="Send the key as Authorization: Bearer (header), as ?token= (query), "
+    "or fetch a single-use ticket per connection (ticket).",
 )
 @click.option(
     "--frame", type=click.Choice(FRAME_TYPES), default="binary", show_default=True
@@ -216,13 +219,18 @@ def run(**options) -> None:
         _fail(error)
     if config.host is not None and not config.token:
         _fail(UsageProblem("missing API key: export TOKEN=<key> or pass --token"))
+    # Until the load starts, SIGTERM is noted and acted on between start-up
+    # steps, so that the embedded server is stopped; during the load a graceful
+    # handler takes over.
+    signal.signal(signal.SIGTERM, note_termination)
     try:
         result = run_load(config)
     except LoadgenError as error:
         _fail(error)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted before the load started; no report", err=True)
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as stop:
+        name = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        click.echo(f"error: {name} before the load started; no report", err=True)
+        sys.exit(143 if isinstance(stop, Terminated) else 130)
     click.echo(render_summary(result.report))
     click.echo(f"report written to {result.path}")
     if result.exit_code:

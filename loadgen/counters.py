@@ -68,6 +68,12 @@ class RunCounters:
         self.timeline.add("sent", now_s, count)
         self.timeline.add("late", now_s, late)
 
+    def unrecord_sent(
+        self, now_s: float, count: int, byte_count: int, late: int = 0
+    ) -> None:
+        """Take back a ``record_sent`` whose write then failed."""
+        self.record_sent(now_s, -count, -byte_count, -late)
+
     def record_failed(self, now_s: float, kind: str, count: int = 1) -> None:
         if count:
             self.failed_by_kind[kind] += count

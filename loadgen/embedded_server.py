@@ -7,19 +7,33 @@ server it measures.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-from loadgen.errors import ConnectionProblem
+from loadgen.errors import ConnectionProblem, UsageProblem
 
 __all__ = ["EmbeddedServer"]
 
 READY_PREFIX = "reference server listening on "
+PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 20.0
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux to send the server SIGTERM when loadgen dies, however it dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        # NOTE: without prctl (not Linux), a loadgen killed by SIGKILL leaves
+        # the server running.
+        pass
 
 
 class EmbeddedServer:
@@ -60,7 +74,12 @@ class EmbeddedServer:
             *self._extra_args,
         ]
         self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
+            preexec_fn=_stop_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -70,9 +89,17 @@ class EmbeddedServer:
             if line.startswith(READY_PREFIX):
                 self.base_url = line[len(READY_PREFIX) :].strip()
                 return self.base_url
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        reason = self._last_log_line().removeprefix("error: ")
         self.stop()
+        if code == 2:
+            # The server exits 2 for an unusable configuration or option.
+            raise UsageProblem(f"the reference server rejected its options: {reason}")
         raise ConnectionProblem(
-            f"the embedded reference server did not start: {self._last_log_line()} "
+            f"the embedded reference server did not start: {reason} "
             f"(full log: {self.log_path})",
             kind="server_start",
         )

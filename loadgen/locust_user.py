@@ -270,15 +270,18 @@ class OrderbookUser(User):
             )
             data = encode_frames(quotes, opcode=opcode, decimals=TAGGED_DECIMALS)
             sent_at = time.perf_counter()
+            late = max(0, min(late_until - (first + done), chunk))
+            # Counted before the write: gevent may switch inside sendall, and a
+            # user stopped there has already handed most of the chunk over.
+            counters.record_sent(sent_at, chunk, len(data), late)
             try:
                 self.producer.send_raw(data)
             except ConnectionProblem as error:
+                counters.unrecord_sent(sent_at, chunk, len(data), late)
                 counters.record_failed(sent_at, error.kind, count - done)
                 self._connection_failed(sent_at, error)
                 self._fire_request(0.0, 0, error, self.batch_request_name)
                 return
-            late = max(0, min(late_until - (first + done), chunk))
-            counters.record_sent(sent_at, chunk, len(data), late)
             self._fire_request(
                 time.perf_counter() - sent_at, len(data), None, self.batch_request_name
             )
@@ -372,6 +375,9 @@ def _start_probe(environment, **_kwargs) -> None:
     settings = settings_from_options(environment.parsed_options)
     state = state_of(environment)
     state.stopped = False
+    if state.fatal_error is not None and state.fatal_error.kind == "usage":
+        # A new test from the web UI may carry corrected options.
+        state.fatal_error = None
     try:
         settings.validate()
     except LoadgenError as error:

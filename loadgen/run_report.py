@@ -161,10 +161,13 @@ def _validation(state) -> dict | None:
 
 
 def _timeline(facts: RunFacts, state, probe) -> dict:
-    series = state.counters.timeline.as_dict(max(1, round(facts.load_s)))
+    encoded = {} if probe is None else probe.intervals.encoded()
+    # The probe's last samples can land in the second after the load ended;
+    # the timeline covers them so that no sample is left out of comparisons.
+    length = max([1, round(facts.load_s), *(second + 1 for second in encoded)])
+    series = state.counters.timeline.as_dict(length)
     seconds = len(series["sent"])
     fired = (facts.fired_per_second + [None] * seconds)[:seconds]
-    encoded = {} if probe is None else probe.intervals.encoded()
     intervals = [encoded.get(second) for second in range(seconds)]
     return {"interval_s": 1.0, **series, "fired": fired, "latency_intervals": intervals}
 

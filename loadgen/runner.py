@@ -27,7 +27,7 @@ from loadgen.report import check_report_path, default_report_path, write_report
 from loadgen.run_report import RunFacts, build_run_report
 from loadgen.settings import LoadSettings
 from loadgen.shapes import MAX_RATE_PER_S, LoadShape
-from loadgen.stop_signals import StopSignals
+from loadgen.stop_signals import StopSignals, check_termination
 from loadgen.usage import ProcessUsage
 
 __all__ = ["RunConfig", "RunResult", "run_load"]
@@ -129,6 +129,11 @@ class RunConfig:
                 "--master waits for remote workers and --processes starts local "
                 "ones: use one of them"
             )
+        if not self.master and self.expect_workers != 1:
+            raise UsageProblem(
+                "--expect-workers applies only with --master: add --master, or "
+                "use --processes N for local workers"
+            )
         if self.master and not 1 <= self.expect_workers <= MAX_PROCESSES:
             raise UsageProblem(
                 f"invalid --expect-workers {self.expect_workers}: use 1 to "
@@ -173,6 +178,7 @@ def run_load(config: RunConfig, progress: TextIO = sys.stderr) -> RunResult:
             if config.token:
                 server.token = config.token
             base_url = server.start()
+            check_termination()
             token = server.token
             print(f"started the reference server at {base_url}", file=progress)
         else:
@@ -211,6 +217,7 @@ def _preflight(settings: LoadSettings, base_url: str) -> tuple[int, int | None]:
 
 def _measure(config, settings, base_url, server, progress) -> RunResult:
     fire_count_before, received_before = _preflight(settings, base_url)
+    check_termination()
 
     import gevent
     from locust import events
@@ -264,6 +271,7 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
                 file=progress,
             )
     fire_counts = _FireCounter(settings, base_url, fire_count_before)
+    check_termination()
     signals = StopSignals(gevent)
     state.start_s = time.perf_counter()
     state.counters.timeline.start_s = state.start_s
@@ -301,6 +309,14 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     signals.close()
     if facts.outcome["status"] == "completed" and facts.counts["failed"]:
         facts.outcome = {"status": "failed", "error": _failures(facts.counts)}
+    elif facts.outcome["status"] == "completed" and _nothing_accepted(facts.counts):
+        facts.outcome = {
+            "status": "failed",
+            "error": f"the server accepted none of the {facts.counts['sent']:,} "
+            "events sent: check that the fields match the accumulator's boundary "
+            "type; today's Cloacina server ignores text frames, so use --frame "
+            "binary",
+        }
     if facts.fire_count_after is not None:
         fire_counts.finish(facts.fire_count_after)
     facts.fired_per_second = fire_counts.per_second
@@ -332,6 +348,10 @@ def _write_files(report: dict, state, facts: RunFacts, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_interval_log(log_path, state.probe.intervals, facts.started_at)
     return write_report(report, path)
+
+
+def _nothing_accepted(counts: dict) -> bool:
+    return counts["sent"] > 0 and counts.get("server_received") == 0
 
 
 def _failures(counts: dict) -> str:
@@ -496,5 +516,7 @@ def _settle(settings: LoadSettings, base_url: str, state, received_before, hurry
     # The probe's events reach the same accumulator; they are counted apart so
     # that the server's count can be compared with the producers'.
     counts["probe_events_sent"] = probe_sent
-    counts["server_received"] = None if received is None else received - probe_sent
+    counts["server_received"] = (
+        None if received is None else max(0, received - probe_sent)
+    )
     return counts, fire_count

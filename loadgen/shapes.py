@@ -182,6 +182,10 @@ def load_shape_file(path: str | Path) -> LoadShape:
         raise UsageProblem(
             f"cannot read load shape file {path}: {error.strerror}"
         ) from None
+    except UnicodeDecodeError:
+        raise UsageProblem(
+            f"load shape file {path} is not UTF-8 text: use a JSON or TOML file"
+        ) from None
     try:
         document = (
             tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
@@ -201,6 +205,8 @@ def _stage_from_table(path: Path, number: int, table) -> Stage:
     where = f"stage {number} of {path}"
     if not isinstance(table, dict) or "duration_s" not in table:
         raise UsageProblem(f"{where} needs duration_s and rate")
+    if any(isinstance(value, bool) for value in table.values()):
+        raise UsageProblem(f"{where} needs numbers, not true or false")
     try:
         duration_s = float(table["duration_s"])
         if "rate" in table:

@@ -10,11 +10,33 @@ from __future__ import annotations
 import logging
 import signal
 
-__all__ = ["StopSignals"]
+__all__ = ["StopSignals", "Terminated", "note_termination", "check_termination"]
 
 logger = logging.getLogger(__name__)
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+_termination_noted = False
+
+
+class Terminated(Exception):
+    """SIGTERM arrived before the load started."""
+
+
+def note_termination(_signum, _frame) -> None:
+    """Note a SIGTERM during start-up; ``check_termination`` acts on it.
+
+    Raising from a signal handler could interrupt an import half-way, so the
+    handler only notes the signal.
+    """
+    global _termination_noted
+    _termination_noted = True
+
+
+def check_termination() -> None:
+    """Raise ``Terminated`` if SIGTERM arrived during start-up."""
+    if _termination_noted:
+        raise Terminated()
 
 
 class StopSignals:

@@ -179,6 +179,7 @@ def test_unreachable_host_fails(tmp_path, unused_port):
         (["--probe-interval-ms", "1e12"], "invalid probe interval"),
         (["--shape", "10s@nan"], "invalid stage"),
         (["--output", "/dev/null"], "not a regular file"),
+        (["--expect-workers", "3"], "only with --master"),
         (["--output", "/proc/loadgen.json"], "cannot write the report"),
     ],
 )
@@ -193,3 +194,36 @@ def test_missing_key_for_remote_host(tmp_path):
     result = run_loadgen(["--host", "http://127.0.0.1:9"], tmp_path)
     assert result.returncode == 2
     assert "missing API key" in result.stderr
+
+
+def test_text_frames_ignored_by_cloacina_profile(tmp_path):
+    result = run_loadgen(
+        [
+            "--server-profile",
+            "cloacina",
+            "--frame",
+            "text",
+            "--duration",
+            "2",
+            "--users",
+            "1",
+            "--rate",
+            "50",
+            "-o",
+            "r.json",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert "use --frame binary" in result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["server_received"] == 0
+    assert report["outcome"]["status"] == "failed"
+
+
+def test_bad_server_config_exits_2(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("x = [")
+    result = run_loadgen(["--server-config", str(config), "--duration", "1"], tmp_path)
+    assert result.returncode == 2
+    assert "invalid TOML" in result.stderr

@@ -120,3 +120,17 @@ def test_spec_parses_back_to_same_shape():
 def test_stage_longer_than_a_week_rejected():
     with pytest.raises(UsageProblem, match="7 days"):
         parse_shape("8000000s@10")
+
+
+def test_binary_shape_file_rejected(tmp_path):
+    path = tmp_path / "shape.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(UsageProblem, match="not UTF-8"):
+        load_shape_file(path)
+
+
+def test_boolean_duration_rejected(tmp_path):
+    path = tmp_path / "shape.toml"
+    path.write_text("[[stages]]\nduration_s = true\nrate = 5\n")
+    with pytest.raises(UsageProblem, match="not true or false"):
+        load_shape_file(path)
