@@ -167,7 +167,11 @@ def _timeline(facts: RunFacts, state, probe) -> dict:
     length = max([1, round(facts.load_s), *(second + 1 for second in encoded)])
     series = state.counters.timeline.as_dict(length)
     seconds = len(series["sent"])
-    fired = (facts.fired_per_second + [None] * seconds)[:seconds]
+    # Fires are counted in the second in which a poll first saw them, so
+    # seconds without a successful poll hold 0 and the total stays exact.
+    fired = (facts.fired_per_second + [0] * seconds)[:seconds]
+    if len(facts.fired_per_second) > seconds:
+        fired[-1] += sum(facts.fired_per_second[seconds:])
     intervals = [encoded.get(second) for second in range(seconds)]
     return {"interval_s": 1.0, **series, "fired": fired, "latency_intervals": intervals}
 

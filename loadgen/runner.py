@@ -434,13 +434,14 @@ class _FireCounter:
         self._health = HealthClient(base_url, settings.token, timeout_s=2.0)
         self._graph = settings.graph
         self._last = start_count
-        self.per_second: list[int | None] = []
+        self.per_second: list[int] = []
 
     def sample(self) -> int | None:
         try:
             count = self._health.graph_fire_count(self._graph)
         except LoadgenError:
-            self.per_second.append(None)
+            # Fires of this second are counted at the next successful read.
+            self.per_second.append(0)
             return None
         self.per_second.append(count - self._last)
         self._last = count

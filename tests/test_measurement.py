@@ -133,7 +133,9 @@ def test_run_writes_readable_interval_log(tmp_path):
     intended = report["latency"]["send_to_fire_from_intended"]["summary"]
     assert total == intended["count"]
     timeline = report["timeline"]
-    assert len(timeline["sent"]) == 3
+    # One more interval may hold the probe's last samples after the load.
+    assert len(timeline["sent"]) in (3, 4)
+    assert len(timeline["fired"]) == len(timeline["sent"])
     assert sum(timeline["sent"]) == report["counts"]["sent"]
     assert report["throughput"]["rate_reached"] is True
     assert report["self_check"]["kept_up"] is True
