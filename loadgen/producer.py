@@ -8,7 +8,6 @@ whose message names the cause and the fix, and never contains the key.
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import ssl
 import time
@@ -159,7 +158,7 @@ class Producer:
         ws = self._ws
         if ws is None or ws.sock is None:
             return
-        while select.select([ws.sock], [], [], 0)[0]:
+        while self._readable(ws.sock):
             ws.settimeout(0.5)
             try:
                 frame = ws.recv_frame()
@@ -174,6 +173,30 @@ class Producer:
                 raise self._closed_by_server(frame.data)
             if frame.opcode == websocket.ABNF.OPCODE_PING:
                 ws.pong(frame.data)
+
+    def _readable(self, sock) -> bool:
+        """Return whether the server sent anything, without waiting.
+
+        A peek on a non-blocking socket works for any descriptor number, where
+        select() fails above 1023, which a worker with thousands of
+        connections reaches.
+
+        Raises:
+            ConnectionProblem: the connection is broken.
+        """
+        previous = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            raise self._connection_lost() from None
+        finally:
+            sock.settimeout(previous)
+        # Data, or an empty peek at the end of the stream: recv_frame reports
+        # either.
+        return True
 
     def close(self) -> None:
         """Send a close frame and close the socket; never raises."""
