@@ -87,10 +87,8 @@ reached 1.8 to 3.1 million events/s on a shared 2-core machine (see
 docs/benchmarks.md), so it stays behind this schedule and sends flat out. A
 run that reaches 90 % of it is flagged, because it may have been paced rather
 than flat out."""
-# NOTE: in batch mode the Locust user sends every due event before it yields
-# to gevent, so a user behind schedule holds off Locust's -t timer. A run can
-# then last up to -t times this rate over the achieved rate. A higher rate
-# would show the maximum more surely but would stretch calibration past 30 s.
+# The Locust user yields to gevent after each chunk of 4,096 frames, so a user
+# far behind this schedule still lets Locust's -t timer end the run on time.
 
 PACED_SHARE = 0.9
 """Share of the target rate above which a run may have kept up with it."""
