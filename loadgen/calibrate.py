@@ -139,7 +139,7 @@ class CalibrationError(LoadgenError, RuntimeError):
 
 @dataclass
 class SendResult:
-    """What one paced sending loop did."""
+    """Result of one paced sending loop."""
 
     sent: int
     """Events written to the socket."""

@@ -145,7 +145,7 @@ def main() -> None:
     "--reconnect-max-ms",
     default=5000.0,
     show_default=True,
-    help="Longest pause before reconnecting; pauses double up to it, with jitter.",
+    help="Maximum pause before reconnecting; pauses double up to it, with jitter.",
 )
 @click.option(
     "--spawn-rate",
@@ -220,7 +220,7 @@ def run(**options) -> None:
     if config.host is not None and not config.token:
         _fail(UsageProblem("missing API key: export TOKEN=<key> or pass --token"))
     # Until the load starts, SIGTERM is noted and acted on between start-up
-    # steps, so that the embedded server is stopped; during the load a graceful
+    # steps, so that the embedded server is stopped. During the load a graceful
     # handler takes over.
     signal.signal(signal.SIGTERM, note_termination)
     try:

@@ -41,8 +41,8 @@ class CountDetector:
         # A fire already running may have taken its snapshot before the probe
         # event arrives; then the event's own fire is the one after it.
         # TODO: a fire that starts between this read and the event's arrival, or
-        # an event that waits in the server's queues, still ends the wait early;
-        # the fire log or the ground truth rule it out.
+        # an event that waits in the server's queues, still ends the wait early.
+        # Fire-log detection and the ground truth rule it out.
         return fire_count_of(status) + (2 if status.get("firing") is True else 1)
 
     last_fire_failed = False

@@ -20,7 +20,7 @@ from loadgen.histogram import LatencyHistogram
 __all__ = ["GroundTruth", "Validation", "GROUND_TRUTH_HEADER"]
 
 GROUND_TRUTH_HEADER = "X-Loadgen-Ground-Truth: 1"
-"""Request header that asks the server to record this connection's events."""
+"""Request header with which a connection has the server record its events."""
 
 SLACK_US = 200
 """Allowed disagreement beyond a sample's own error bound, for clock reads and

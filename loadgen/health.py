@@ -73,7 +73,7 @@ class HealthClient:
         return self._json("GET", path, not_found)
 
     def post_json(self, path: str, body: dict | None = None) -> dict:
-        """POST a JSON body to ``path`` and return the JSON object it answers.
+        """POST a JSON body to ``path`` and return the JSON object of the response.
 
         Raises:
             ConnectionProblem: as for ``get_json``.

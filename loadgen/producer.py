@@ -68,7 +68,7 @@ class Producer:
 
     @property
     def local_port(self) -> int | None:
-        """Return this end's TCP port, which the server sees as the peer port."""
+        """Return this end's TCP port, which is the peer port on the server."""
         if self._ws is None or self._ws.sock is None:
             return None
         return self._ws.sock.getsockname()[1]
@@ -78,7 +78,7 @@ class Producer:
 
         Raises:
             ConnectionProblem: refused, unreachable, timed out, 401, 403 or other
-                rejection; the message says what to change.
+                rejection. The message names what to change.
         """
         url, header = self._url, list(self._extra_headers)
         secret = self._token
@@ -149,7 +149,7 @@ class Producer:
             raise self._closed_by_server(frame.data)
 
     def poll_incoming(self) -> None:
-        """Handle frames the server sent, without waiting: answer pings, and
+        """Handle frames the server sent, without waiting: reply to pings, and
         raise on a close frame such as 4404.
 
         Raises:

@@ -162,8 +162,8 @@ def _validation(state) -> dict | None:
 
 def _timeline(facts: RunFacts, state, probe) -> dict:
     encoded = {} if probe is None else probe.intervals.encoded()
-    # The probe's last samples can land in the second after the load ended;
-    # the timeline covers them so that no sample is left out of comparisons.
+    # The probe's last samples can land in the second after the load ended.
+    # The timeline covers them, so no sample is left out of comparisons.
     length = max([1, round(facts.load_s), *(second + 1 for second in encoded)])
     series = state.counters.timeline.as_dict(length)
     seconds = len(series["sent"])

@@ -23,7 +23,7 @@ MAX_RECONNECT_MS = 600_000
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """What each producer sends, where, and how the probe measures."""
+    """Producer and probe settings: target, payload, rate, auth and polling."""
 
     token: str
     accumulator: str = "orderbook"
@@ -178,7 +178,7 @@ def add_locust_options(parser) -> None:
         "--reconnect-max-ms",
         type=float,
         default=5000.0,
-        help="longest pause before reconnecting; pauses double up to it, in ms",
+        help="maximum pause before reconnecting; pauses double up to it, in ms",
     )
     group.add_argument(
         "--no-probe",

@@ -191,23 +191,36 @@ async def _close_not_registered(
 
 
 async def _accumulator_websocket(request: web.Request) -> web.StreamResponse:
+    return await _serve_websocket(request, "accumulator", _receive_events)
+
+
+async def _serve_websocket(
+    request: web.Request, kind: str, serve
+) -> web.StreamResponse:
+    """Authorize, upgrade, and run ``serve`` or close 4404 for an unknown name.
+
+    Args:
+        kind: ``accumulator`` or ``reactor``, the endpoint and its counter.
+        serve: coroutine taking (request, ws, state, target) that runs the
+            connection once the name resolved to a target.
+    """
     name = request.match_info["name"]
-    resolved = _resolve(request, "accumulator", name)
+    resolved = _resolve(request, kind, name)
     if isinstance(resolved, web.Response):
         return resolved
     _, target = resolved
 
     state = request.app[STATE]
-    ws = await _prepare(request, "accumulator")
+    ws = await _prepare(request, kind)
     if ws is None:
         return web.Response(status=499)
     try:
         if target is None:
-            await _close_not_registered(request, ws, "accumulator", name)
+            await _close_not_registered(request, ws, kind, name)
         else:
-            await _receive_events(request, ws, state, target)
+            await serve(request, ws, state, target)
     finally:
-        state.connections["accumulator"] -= 1
+        state.connections[kind] -= 1
     return ws
 
 
@@ -312,24 +325,7 @@ def _log_protocol_error(
 
 
 async def _reactor_websocket(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    resolved = _resolve(request, "reactor", name)
-    if isinstance(resolved, web.Response):
-        return resolved
-    _, target = resolved
-
-    state = request.app[STATE]
-    ws = await _prepare(request, "reactor")
-    if ws is None:
-        return web.Response(status=499)
-    try:
-        if target is None:
-            await _close_not_registered(request, ws, "reactor", name)
-        else:
-            await _answer_commands(request, ws, state, target)
-    finally:
-        state.connections["reactor"] -= 1
-    return ws
+    return await _serve_websocket(request, "reactor", _answer_commands)
 
 
 async def _answer_commands(

@@ -69,7 +69,7 @@ def test_master_merges_two_workers_exactly(tmp_path, reference_server):
     assert len(dumps) == 2
     assert all(dump["sent"] > 0 for dump in dumps)
 
-    # Every event either worker sent reached the server, and the master knows.
+    # Every event either worker sent reached the server, and the master counted it.
     counts = report["counts"]
     assert counts["sent"] == sum(dump["sent"] for dump in dumps)
     assert counts["failed"] == 0

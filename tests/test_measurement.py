@@ -72,7 +72,7 @@ def test_samples_carry_error_bounds(probe_parts):
     samples = [probe.probe_once() for _ in range(10)]
     assert all(sample is not None for sample in samples)
     for sample in samples:
-        # With inline fires the first poll sees the fire: the window runs from
+        # With inline fires the first poll detects the fire: the window runs from
         # the send to that poll's response and holds the midpoint estimate.
         assert 0 < sample.latency_us <= sample.error_bound_us
         assert sample.error_bound_us < 100_000
