@@ -4,7 +4,7 @@ aiohttp 3.14 rejects a request it cannot parse (a header line over 8190 bytes,
 too many headers, an invalid Content-Length) with 400 and logs the parser
 exception at ERROR with a traceback. Such requests are the client's fault, and
 a fuzzer or a broken client can send thousands. ``RequestErrorLog`` replaces
-for aiohttp's ``aiohttp.server`` logger: it counts those errors by kind and
+aiohttp's ``aiohttp.server`` logger: it counts those errors by kind and
 logs the first of each kind at WARNING, without a traceback. Other records
 pass through unchanged.
 """
