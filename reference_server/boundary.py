@@ -40,7 +40,7 @@ def decode_event(payload: bytes | str, fields: Mapping[str, str]) -> dict[str, A
     try:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise BoundaryError(f"invalid JSON: {exc}") from None
+        raise BoundaryError(_invalid_json(payload, exc)) from None
     return validate_boundary(value, fields)
 
 
@@ -68,7 +68,7 @@ class EventDecoder:
         try:
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise BoundaryError(f"invalid JSON: {exc}") from None
+            raise BoundaryError(_invalid_json(payload, exc)) from None
 
         # Compare types with "is", since bool is a subclass of int.
         if type(value) is dict and tuple(value) == self._names:
@@ -79,6 +79,18 @@ class EventDecoder:
                 if not self._has_i64:
                     return value
         return validate_boundary(value, self.fields)
+
+
+def _invalid_json(payload: bytes | str, error: orjson.JSONDecodeError) -> str:
+    # A bincode producer against a JSON server is a likely cause, because its
+    # payload is raw field bytes while a JSON event starts with "{".
+    start = payload[:64].lstrip()[:1]
+    if start in ("{", b"{"):
+        return f"invalid JSON: {error}"
+    return (
+        f"invalid JSON: {error}; this server decodes JSON (--wire json): if the "
+        "producer sends bincode, restart the server with --wire bincode"
+    )
 
 
 def validate_boundary(value: Any, fields: Mapping[str, str]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import uvloop
 
 from .auth import mask_key, resolve_admin_key, write_key_file
 from .config import ConfigError, KeyConfig, ServerConfig, default_config, load_config
-from .profiles import PROFILES
+from .profiles import PROFILES, WIRE_FORMATS, Profile, with_wire
 from .server import start_server
 from .state import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -73,6 +73,14 @@ def build_parser(prog: str = "python -m reference_server") -> argparse.ArgumentP
         "Cloacina server's code",
     )
     parser.add_argument(
+        "--wire",
+        default="json",
+        choices=WIRE_FORMATS,
+        help="payload format of accumulator events, tutorial profile only: json "
+        "(debug builds, default) or bincode (release builds: the boundary's "
+        "fields in declaration order); REST bodies stay JSON",
+    )
+    parser.add_argument(
         "--ground-truth",
         action="store_true",
         help="record event arrivals and fire times for /_ground_truth/*",
@@ -116,6 +124,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     try:
+        profile = with_wire(PROFILES[args.profile], args.wire)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    try:
         config = load_config(args.config) if args.config else default_config()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -124,7 +137,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     key, origin = resolve_admin_key(args.token, os.environ)
     admin_key = KeyConfig(key=key, name="admin", tenant=None, admin=True)
     config = dataclasses.replace(config, keys=(*config.keys, admin_key))
-    return uvloop.run(_serve(config, args, origin))
+    return uvloop.run(_serve(config, args, profile, origin))
 
 
 def program_name(argv: Sequence[str] | None = None) -> str:
@@ -184,7 +197,9 @@ def _write_admin_key(key: str, origin: str, key_file: str) -> bool:
     return True
 
 
-async def _serve(config: ServerConfig, args: argparse.Namespace, origin: str) -> int:
+async def _serve(
+    config: ServerConfig, args: argparse.Namespace, profile: Profile, origin: str
+) -> int:
     host, port = args.host, args.port
     # Install the handlers first: a parent may send SIGTERM as soon as it
     # reads the listening line.
@@ -198,7 +213,7 @@ async def _serve(config: ServerConfig, args: argparse.Namespace, origin: str) ->
             config,
             host,
             port,
-            profile=PROFILES[args.profile],
+            profile=profile,
             ground_truth=args.ground_truth,
             max_message_bytes=args.max_message_bytes,
         )
@@ -223,6 +238,7 @@ async def _serve(config: ServerConfig, args: argparse.Namespace, origin: str) ->
     if not _write_admin_key(admin_key, origin, args.key_file):
         await server.stop()
         return EXIT_CONFIG_ERROR
+    logger.info("accumulator events are read as %s (--wire)", profile.wire)
     print(f"{LISTENING_PREFIX}{server.url}", flush=True)
 
     await stop.wait()

@@ -4,20 +4,36 @@ The two sources differ in how events are encoded in the cache, which frames
 count as events, how names and keys are checked, and how bodies look. A
 ``Profile`` gathers these choices so the handlers stay free of ``if`` chains on
 the profile name. The JSON bodies themselves are built in ``health``.
+
+The tutorial profile also accepts the tutorial's two payload formats, chosen
+with ``--wire``: JSON, as in debug builds, or bincode, as in release builds
+(see ``bincode``). Only WebSocket events change; REST bodies stay JSON.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from .accumulators import Codec
+from .bincode import encode_boundary, make_decoder
 from .boundary import BoundaryError, EventDecoder, decode_event
 
-__all__ = ["CLOACINA", "PROFILES", "TUTORIAL", "Profile", "frame_boundary"]
+__all__ = [
+    "CLOACINA",
+    "PROFILES",
+    "TUTORIAL",
+    "WIRE_FORMATS",
+    "Profile",
+    "frame_boundary",
+    "with_wire",
+]
+
+WIRE_FORMATS = ("json", "bincode")
+"""Event payload formats of the tutorial profile: debug and release builds."""
 
 BINCODE_LENGTH_BYTES = 8
 """Cloacina wraps each cached boundary as bincode ``Vec<u8>``: a u64 LE length."""
@@ -40,6 +56,9 @@ class Profile:
     """Tutorial: check event fields before the reactor; Cloacina forwards bytes."""
     timestamp_suffix: str
     """``Z`` in the tutorial, chrono's ``+00:00`` in Cloacina."""
+    wire: str = "json"
+    """Payload format of WebSocket events, one of ``WIRE_FORMATS``. Only the
+    tutorial profile decodes events, so the cloacina profile stays ``json``."""
 
     @property
     def codec(self) -> Codec:
@@ -55,6 +74,8 @@ class Profile:
             BoundaryError: tutorial profile only, the event does not match the
                 accumulator's fields.
         """
+        if self.validate_passthrough and self.wire == "bincode":
+            return make_decoder(fields)(payload)
         if self.validate_passthrough:
             return decode_event(payload, fields)
         if isinstance(payload, str):
@@ -66,9 +87,26 @@ class Profile:
 
         The returned callable raises ``BoundaryError`` like ``event_value``.
         """
+        if self.validate_passthrough and self.wire == "bincode":
+            return make_decoder(fields)
         if self.validate_passthrough:
             return EventDecoder(fields)
         return _payload_bytes
+
+    def inject_payload(self, value: Any, fields: Mapping[str, str]) -> bytes:
+        """Encode the JSON event of a REST inject as a WebSocket payload.
+
+        REST bodies are JSON in every wire format, so a bincode server encodes
+        the event before it takes the WebSocket path. A value that does not
+        match the fields has no bincode form, so it stays JSON, which the
+        bincode decoder rejects and counts like any invalid event.
+        """
+        if self.validate_passthrough and self.wire == "bincode":
+            try:
+                return encode_boundary(value, fields)
+            except BoundaryError:
+                pass
+        return orjson.dumps(value)
 
     def decode_input(self, value: Any) -> Any:
         """Return a cached boundary as JSON, or None where Cloacina shows null."""
@@ -141,3 +179,21 @@ CLOACINA = Profile(
 )
 
 PROFILES = {profile.name: profile for profile in (TUTORIAL, CLOACINA)}
+
+
+def with_wire(profile: Profile, wire: str) -> Profile:
+    """Return ``profile`` with events in the ``wire`` payload format.
+
+    Raises:
+        ValueError: ``wire`` is unknown, or is ``bincode`` for a profile that
+            forwards events without decoding them.
+    """
+    if wire not in WIRE_FORMATS:
+        raise ValueError(f"invalid wire format {wire!r}: use json or bincode")
+    if wire == "bincode" and not profile.validate_passthrough:
+        raise ValueError(
+            f"--wire bincode applies only to --profile tutorial: the {profile.name} "
+            "profile forwards event bytes without decoding them, as today's "
+            "Cloacina server does; drop --wire or use --profile tutorial"
+        )
+    return replace(profile, wire=wire)

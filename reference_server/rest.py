@@ -234,7 +234,8 @@ async def _inject(request: web.Request) -> web.Response:
     if problem is not None and accumulator.config.kind == "passthrough":
         return error_response(400, problem, "accumulator_input_invalid")
 
-    event_index = state.registry.deliver(accumulator, orjson.dumps(body["event"]))
+    payload = state.profile.inject_payload(body["event"], accumulator.config.fields)
+    event_index = state.registry.deliver(accumulator, payload)
     if event_index in (REJECTED, DROPPED):
         return error_response(
             404,
