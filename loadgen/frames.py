@@ -2,10 +2,11 @@
 
 ``encode_frames`` turns a whole feed batch into complete frames with numpy and
 no per-event Python loop, so a producer can send thousands of events with one
-``sendall``. Prices are written as fixed-width decimal text: every number of a
-batch is padded with leading spaces to the width of the widest one, which JSON
-allows as insignificant whitespace. All payloads of a batch then have the same
-length, and the batch is one 2-D ``uint8`` matrix that is masked with one XOR.
+``sendall``. For JSON, prices are written as fixed-width decimal text: every
+number of a batch is padded with leading spaces to the width of the widest one,
+which JSON allows as insignificant whitespace. All payloads of a batch then have
+the same length, and the batch is one 2-D ``uint8`` matrix that is masked with
+one XOR. Bincode payloads have a fixed length anyway (see ``loadgen.encoding``).
 
 This module never touches a socket. ``decode_frames`` reads the frames back and
 checks them, for tests.
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from loadgen.encoding import DEFAULT_FIELDS
+from loadgen.encoding import DEFAULT_FIELDS, encode_bincode
 
 __all__ = [
     "OPCODE_TEXT",
@@ -74,8 +75,9 @@ def encode_frames(
     opcode: int = OPCODE_BINARY,
     rng: np.random.Generator | None = None,
     decimals: int = DEFAULT_DECIMALS,
+    wire: str = "json",
 ) -> bytes:
-    """Encode each row of ``quotes`` as one masked frame holding a JSON object.
+    """Encode each row of ``quotes`` as one masked frame with one event.
 
     Row ``i`` becomes ``{"best_bid":   100.1234,"best_ask":   100.1500   }``:
     numbers are right-aligned with spaces and their fraction is padded with
@@ -84,6 +86,9 @@ def encode_frames(
     random-walk feeds already round to 4 places, so with the default nothing
     is lost for them, but replayed quotes may lose digits.
 
+    With ``wire="bincode"`` row ``i`` becomes its bincode payload instead, 8
+    bytes per field with the exact doubles, and ``decimals`` does not apply.
+
     Args:
         quotes: float array of shape (n, len(fields)); n may be 0.
         fields: JSON key of each column, in column order.
@@ -91,6 +96,8 @@ def encode_frames(
         rng: source of masking keys for reproducible tests only. None, the
             default, draws them from ``os.urandom``.
         decimals: digits after the decimal point, from 1 to 12.
+        wire: ``json`` or ``bincode``. Bincode needs ``OPCODE_BINARY``
+            because its bytes are not UTF-8 text.
 
     Returns:
         n frames, back to back, each with its own masking key.
@@ -99,6 +106,10 @@ def encode_frames(
         ValueError: a price is not finite or too large for exact text (see
             ``MAX_SCALED_MAGNITUDE``), or an argument is out of range.
     """
+    if wire == "bincode":
+        return _bincode_frames(quotes, fields, opcode, rng)
+    if wire != "json":
+        raise ValueError(f"invalid wire format {wire!r}: use json or bincode")
     rows, layout = _render_rows(quotes, fields, opcode, decimals)
     keys = _mask_keys(len(rows), rng)
 
@@ -117,6 +128,38 @@ def encode_frames(
     else:
         rotated = keys.view(np.uint32)
     rows[:, FIRST_PAYLOAD_WORD:] ^= rotated
+    return rows.tobytes()
+
+
+def _bincode_frames(
+    quotes: np.ndarray,
+    fields: Sequence[str],
+    opcode: int,
+    rng: np.random.Generator | None,
+) -> bytes:
+    """Encode each row of ``quotes`` as one masked frame of its bincode payload."""
+    quotes = np.asarray(quotes, dtype=np.float64)
+    if quotes.ndim != 2 or quotes.shape[1] != len(fields):
+        raise ValueError(
+            f"quotes of shape {quotes.shape} do not match {len(fields)} fields: "
+            f"pass an (n, {len(fields)}) array"
+        )
+    if opcode != OPCODE_BINARY:
+        raise ValueError(
+            "bincode payloads are not UTF-8 text: send them with OPCODE_BINARY"
+        )
+    payloads = encode_bincode(quotes)
+    count, length = payloads.shape
+    header = np.frombuffer(frame_header(opcode, length), dtype=np.uint8)
+    keys = _mask_keys(count, rng)
+
+    # Each payload is a whole number of 4-byte words, so XOR with the key seen
+    # as one uint32 masks byte i with key byte i % 4.
+    masked = payloads.view(np.uint32) ^ keys.view(np.uint32)
+    rows = np.empty((count, len(header) + MASK_KEY_BYTES + length), dtype=np.uint8)
+    rows[:, : len(header)] = header
+    rows[:, len(header) : len(header) + MASK_KEY_BYTES] = keys
+    rows[:, len(header) + MASK_KEY_BYTES :] = masked.view(np.uint8)
     return rows.tobytes()
 
 

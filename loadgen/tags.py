@@ -10,7 +10,8 @@ comparisons assume that fewer than half a million events separate two tags.
 
 An f64 near 100 keeps 13 decimal digits exactly, and JSON writers print the
 shortest form that reads back to the same double, so a tag survives the trip
-through the server's JSON decoding and encoding.
+through the server's JSON decoding and encoding. A bincode event carries the
+double's own 8 bytes, so its tag reaches the server unchanged.
 """
 
 from __future__ import annotations
