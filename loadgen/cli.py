@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from loadgen import __version__
+from loadgen.encoding import WIRE_FORMATS
 from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FEED_NAMES
 from loadgen.producer import AUTH_MODES, FRAME_TYPES
@@ -81,6 +82,15 @@ def main() -> None:
 )
 @click.option(
     "--frame", type=click.Choice(FRAME_TYPES), default="binary", show_default=True
+)
+@click.option(
+    "--wire",
+    type=click.Choice(WIRE_FORMATS),
+    default="json",
+    show_default=True,
+    help="Event payload format: json (the tutorial's debug builds) or bincode "
+    "(release builds). The embedded reference server reads the same format; "
+    "a server at --host must too (reference server: --wire bincode).",
 )
 @click.option(
     "--poll-interval-ms",
@@ -197,6 +207,7 @@ def run(**options) -> None:
         feed=options["feed"],
         auth=options["auth"],
         frame=options["frame"],
+        wire=options["wire"],
         poll_interval_ms=options["poll_interval_ms"],
         probe_interval_ms=options["probe_interval_ms"],
         spawn_rate=options["spawn_rate"],

@@ -18,6 +18,7 @@ import gevent
 from locust import User, constant, events, task
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadgen.acceptance import wire_mismatch_hint
 from loadgen.backoff import Backoff
 from loadgen.counters import RunCounters
 from loadgen.detection import choose_detector
@@ -27,7 +28,7 @@ from loadgen.distributed import (
     ClusterMerger,
     WorkerShipper,
 )
-from loadgen.encoding import encode_quotes
+from loadgen.encoding import encode_events
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import FATAL_KINDS, ConnectionProblem, LoadgenError
 from loadgen.feeds import make_feed
@@ -268,7 +269,12 @@ class OrderbookUser(User):
             quotes = apply_tags(
                 self.feed.next_batch(chunk), self.state.take_sequence(chunk)
             )
-            data = encode_frames(quotes, opcode=opcode, decimals=TAGGED_DECIMALS)
+            data = encode_frames(
+                quotes,
+                opcode=opcode,
+                decimals=TAGGED_DECIMALS,
+                wire=self.settings.wire,
+            )
             sent_at = time.perf_counter()
             late = max(0, min(late_until - (first + done), chunk))
             # Counted before the write: gevent may switch inside sendall, and a
@@ -297,7 +303,7 @@ class OrderbookUser(User):
         quotes = apply_tags(
             self.feed.next_batch(count), self.state.take_sequence(count)
         )
-        payloads = encode_quotes(quotes)
+        payloads = encode_events(quotes, self.settings.wire)
         for position, payload in enumerate(payloads):
             sent_at = time.perf_counter()
             try:
@@ -503,6 +509,13 @@ def _log_accounting(environment, state: LoadgenState) -> None:
         probe_sent,
         "an unknown number" if received is None else f"{received}",
     )
+    if received == 0 and expected > 0:
+        logger.error(
+            "the server accepted none of the %d %s events: %s",
+            expected,
+            settings.wire,
+            wire_mismatch_hint(settings.wire),
+        )
 
 
 def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None:
@@ -532,6 +545,7 @@ def _run_probe(environment, settings: LoadSettings, state: LoadgenState) -> None
             on_sample=_sample_handler(environment, state, producer),
             detector=choose_detector(health, settings.graph, settings.accumulator),
             next_tag=lambda: state.take_sequence(1),
+            wire=settings.wire,
         )
         if state.shape is not None:
             # Line the probe's per-second intervals up with the run's timeline.

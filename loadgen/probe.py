@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from loadgen.backoff import Backoff
 from loadgen.detection import CountDetector
-from loadgen.encoding import encode_quotes
+from loadgen.encoding import encode_events
 from loadgen.errors import FATAL_KINDS, ConnectionProblem
 from loadgen.health import HealthClient
 from loadgen.histogram import IntervalHistograms, LatencyHistogram
@@ -74,6 +74,7 @@ class LatencyProbe:
             count when None.
         next_tag: source of sequence tags shared with the producers of this
             process, so that tags follow send order.
+        wire: payload format of the probe's events, ``json`` or ``bincode``.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class LatencyProbe:
         on_sample: Callable[[ProbeSample], None] | None = None,
         detector=None,
         next_tag: Callable[[], int] | None = None,
+        wire: str = "json",
     ) -> None:
         self.histogram = LatencyHistogram()
         """Latency from the actual send time."""
@@ -111,6 +113,7 @@ class LatencyProbe:
         self._on_sample = on_sample
         self._detector = detector or CountDetector(health, graph)
         self._next_tag = next_tag or itertools.count().__next__
+        self._wire = wire
         self._stopping = False
         self._backoff = Backoff(0.1, 2.0)
         self._connected = True
@@ -181,7 +184,8 @@ class LatencyProbe:
         """
         cycle_started = time.perf_counter()
         tag = self._next_tag()
-        payload = encode_quotes(apply_tags(self._feed.next_batch(1), tag))[0]
+        quotes = apply_tags(self._feed.next_batch(1), tag)
+        payload = encode_events(quotes, self._wire)[0]
         target = self._detector.before_send(tag)
         sent_ns = time.perf_counter_ns()
         self._producer.send(payload)

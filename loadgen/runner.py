@@ -14,8 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from loadgen.acceptance import (
+    RejectionWatch,
+    accumulator_counts,
+    check_bincode_layout,
+    rejection_problem,
+)
 from loadgen.calibration_cache import load_generator_max
 from loadgen.embedded_server import EmbeddedServer
+from loadgen.encoding import WIRE_FORMATS
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FeedError, make_feed
@@ -55,6 +62,8 @@ class RunConfig:
     feed: str = "sine"
     auth: str = "header"
     frame: str = "binary"
+    wire: str = "json"
+    """Event payload format; the embedded reference server reads the same one."""
     poll_interval_ms: float = 2.0
     probe_interval_ms: float = 100.0
     spawn_rate: float | None = None
@@ -93,6 +102,7 @@ class RunConfig:
             rate_per_user=max(shape.total_events / shape.duration_s, 1e-9) / self.users,
             auth=self.auth,
             frame=self.frame,
+            wire=self.wire,
             poll_interval_ms=self.poll_interval_ms,
             probe_interval_ms=self.probe_interval_ms,
             reconnect_min_ms=self.reconnect_min_ms,
@@ -151,6 +161,30 @@ class RunConfig:
             make_feed(self.feed)
         except FeedError as error:
             raise UsageProblem(str(error)) from None
+        self._validate_wire()
+
+    def _validate_wire(self) -> None:
+        if self.wire not in WIRE_FORMATS:
+            raise UsageProblem(f"invalid --wire {self.wire!r}: use json or bincode")
+        if self.wire == "bincode" and self.frame != "binary":
+            raise UsageProblem(
+                "--wire bincode needs --frame binary: bincode payloads are not "
+                "UTF-8 text, which text frames must carry"
+            )
+        args = list(self.server_args)
+        profile = args[args.index("--profile") + 1] if "--profile" in args else None
+        if self.wire == "bincode" and profile == "cloacina":
+            raise UsageProblem(
+                "--wire bincode needs the tutorial profile: the cloacina profile, "
+                "like today's Cloacina server, forwards events without decoding "
+                "them; drop --server-profile cloacina or --wire bincode"
+            )
+
+    def embedded_server_args(self) -> tuple[str, ...]:
+        """Return the embedded reference server's options, its wire format included."""
+        if self.wire == "json":
+            return self.server_args
+        return (*self.server_args, "--wire", self.wire)
 
 
 @dataclass
@@ -174,7 +208,7 @@ def run_load(config: RunConfig, progress: TextIO = sys.stderr) -> RunResult:
     server = None
     try:
         if config.host is None:
-            server = EmbeddedServer(config.server_args)
+            server = EmbeddedServer(config.embedded_server_args())
             if config.token:
                 server.token = config.token
             base_url = server.start()
@@ -192,12 +226,19 @@ def run_load(config: RunConfig, progress: TextIO = sys.stderr) -> RunResult:
             server.stop()
 
 
-def _preflight(settings: LoadSettings, base_url: str) -> tuple[int, int | None]:
-    """Check auth, graph and accumulator before load; return the server's counts."""
+def _preflight(settings: LoadSettings, base_url: str):
+    """Check auth, graph and accumulator before load.
+
+    Returns:
+        The graph's fire count and the accumulator's accepted and rejected
+        event counts. Either event count is None when the server has none.
+    """
     health = HealthClient(base_url, settings.token)
     try:
         fire_count = health.graph_fire_count(settings.graph)
-        received = health.accumulator_events_total(settings.accumulator)
+        received, rejected = accumulator_counts(health, settings.accumulator)
+        if settings.wire == "bincode":
+            check_bincode_layout(health, settings.accumulator)
     finally:
         health.close()
     producer = Producer(
@@ -212,11 +253,11 @@ def _preflight(settings: LoadSettings, base_url: str) -> tuple[int, int | None]:
         producer.check_still_open()
     finally:
         producer.close()
-    return fire_count, received
+    return fire_count, received, rejected
 
 
 def _measure(config, settings, base_url, server, progress) -> RunResult:
-    fire_count_before, received_before = _preflight(settings, base_url)
+    fire_count_before, received_before, rejected_before = _preflight(settings, base_url)
     check_termination()
 
     import gevent
@@ -271,6 +312,13 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
                 file=progress,
             )
     fire_counts = _FireCounter(settings, base_url, fire_count_before)
+    watch = RejectionWatch(
+        HealthClient(base_url, settings.token, timeout_s=2.0),
+        settings.accumulator,
+        settings.wire,
+        received_before,
+        rejected_before,
+    )
     check_termination()
     signals = StopSignals(gevent)
     state.start_s = time.perf_counter()
@@ -283,7 +331,7 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
             _wait_until_spawned(runner, gevent)
             state.start_s = time.perf_counter()
             state.counters.timeline.start_s = state.start_s
-        _wait(shape.duration_s, state, fire_counts, progress, gevent, signals)
+        _wait(shape.duration_s, state, fire_counts, watch, progress, gevent, signals)
         if state.fatal_error is not None:
             facts.outcome = {"status": "failed", "error": str(state.fatal_error)}
         elif signals.received:
@@ -303,12 +351,16 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     if state.merger is not None:
         state.merger.finish(state.start_s)
 
+    watch.close()
     facts.counts, facts.fire_count_after = _settle(
-        settings, base_url, state, received_before, hurry=signals.hurry
+        settings, base_url, state, (received_before, rejected_before), signals.hurry
     )
     signals.close()
+    rejected = _rejection_problem(settings, facts.counts)
     if facts.outcome["status"] == "completed" and facts.counts["failed"]:
         facts.outcome = {"status": "failed", "error": _failures(facts.counts)}
+    elif facts.outcome["status"] == "completed" and rejected is not None:
+        facts.outcome = {"status": "failed", "error": rejected}
     elif facts.outcome["status"] == "completed" and _nothing_accepted(facts.counts):
         facts.outcome = {
             "status": "failed",
@@ -352,6 +404,14 @@ def _write_files(report: dict, state, facts: RunFacts, path: Path) -> Path:
 
 def _nothing_accepted(counts: dict) -> bool:
     return counts["sent"] > 0 and counts.get("server_received") == 0
+
+
+def _rejection_problem(settings: LoadSettings, counts: dict) -> str | None:
+    """Return why the run failed if the server rejected every event, else None."""
+    accepted, rejected = counts.get("server_received"), counts.get("server_rejected")
+    if accepted is None or rejected is None:
+        return None
+    return rejection_problem(settings.wire, accepted, rejected)
 
 
 def _failures(counts: dict) -> str:
@@ -456,8 +516,12 @@ class _FireCounter:
         self._health.close()
 
 
-def _wait(duration_s, state, fire_counts, progress, gevent, signals) -> None:
-    """Sleep through the run, sampling fires and printing progress each second."""
+def _wait(duration_s, state, fire_counts, watch, progress, gevent, signals) -> None:
+    """Sleep through the run, sampling fires and printing progress each second.
+
+    The run ends early with ``state.fatal_error`` set when ``watch`` finds
+    that the server rejects every event.
+    """
     start = state.start_s
     next_tick = start + PROGRESS_INTERVAL_S
     last_sent = 0
@@ -468,6 +532,10 @@ def _wait(duration_s, state, fire_counts, progress, gevent, signals) -> None:
             return
         if now >= next_tick:
             fire_counts.sample()
+            problem = watch.problem()
+            if problem is not None:
+                state.fatal_error = LoadgenError(problem, kind="events_rejected")
+                return
             sent = state.counters.sent
             print(_progress_line(elapsed, state, sent - last_sent), file=progress)
             last_sent = sent
@@ -487,24 +555,31 @@ def _progress_line(elapsed_s: float, state, sent_last_s: int) -> str:
     )
 
 
-def _settle(settings: LoadSettings, base_url: str, state, received_before, hurry):
+def _settle(settings: LoadSettings, base_url: str, state, before, hurry):
     """Wait until the server has counted every sent event, then read its counts.
 
-    ``hurry`` returns True after a second stop signal; the wait then ends at once.
+    Args:
+        before: the accumulator's accepted and rejected event counts before
+            the run, each None when the server has none.
+        hurry: returns True after a second stop signal, which ends the wait
+            at once.
     """
+    received_before, rejected_before = before
     counts = state.counters.as_dict()
     probe_sent = state.probe.sent if state.probe is not None else 0
     expected = counts["sent"] + probe_sent
     health = HealthClient(base_url, settings.token, timeout_s=2.0)
-    received = None
+    received = rejected = None
     fire_count = None
     try:
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while True:
-            total = health.accumulator_events_total(settings.accumulator)
+            total, rejected_total = accumulator_counts(health, settings.accumulator)
             if total is not None and received_before is not None:
                 received = total - received_before
-            if received is None or received >= expected:
+            if rejected_total is not None and rejected_before is not None:
+                rejected = rejected_total - rejected_before
+            if received is None or received + (rejected or 0) >= expected:
                 break
             if time.monotonic() >= deadline or hurry():
                 break
@@ -520,4 +595,5 @@ def _settle(settings: LoadSettings, base_url: str, state, received_before, hurry
     counts["server_received"] = (
         None if received is None else max(0, received - probe_sent)
     )
+    counts["server_rejected"] = rejected
     return counts, fire_count

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from loadgen.encoding import WIRE_FORMATS
 from loadgen.errors import UsageProblem
 from loadgen.feeds import FEED_NAMES, FeedError, make_feed
 from loadgen.producer import AUTH_MODES, FRAME_TYPES
@@ -32,6 +33,8 @@ class LoadSettings:
     rate_per_user: float = 10.0
     auth: str = "header"
     frame: str = "binary"
+    wire: str = "json"
+    """Event payload format, one of ``loadgen.encoding.WIRE_FORMATS``."""
     poll_interval_ms: float = 2.0
     probe_interval_ms: float = 100.0
     probe: bool = True
@@ -70,6 +73,13 @@ class LoadSettings:
             )
         if self.frame not in FRAME_TYPES:
             raise UsageProblem(f"invalid frame {self.frame!r}: use binary or text")
+        if self.wire not in WIRE_FORMATS:
+            raise UsageProblem(f"invalid wire {self.wire!r}: use json or bincode")
+        if self.wire == "bincode" and self.frame != "binary":
+            raise UsageProblem(
+                "--wire bincode needs --frame binary: bincode payloads are not "
+                "UTF-8 text, which text frames must carry"
+            )
         if not 0 < self.poll_interval_ms <= 1000:
             raise UsageProblem(
                 f"invalid poll interval {self.poll_interval_ms:g} ms: use a value "
@@ -137,6 +147,13 @@ def add_locust_options(parser) -> None:
         "--frame", choices=FRAME_TYPES, default="binary", help="WebSocket frame type"
     )
     group.add_argument(
+        "--wire",
+        choices=WIRE_FORMATS,
+        default="json",
+        help="event payload format: json (the tutorial's debug builds) or bincode "
+        "(release builds; the server must read bincode too)",
+    )
+    group.add_argument(
         "--poll-interval-ms",
         type=float,
         default=2.0,
@@ -199,6 +216,7 @@ def settings_from_options(options) -> LoadSettings:
         rate_per_user=getattr(options, "rate_per_user", defaults.rate_per_user),
         auth=getattr(options, "auth", defaults.auth),
         frame=getattr(options, "frame", defaults.frame),
+        wire=getattr(options, "wire", defaults.wire),
         poll_interval_ms=getattr(
             options, "poll_interval_ms", defaults.poll_interval_ms
         ),
