@@ -226,6 +226,11 @@ def _notes(baseline: dict, candidate: dict, comparison: Comparison) -> list[str]
         for key in ("users", "rate_per_s", "feed", "frame", "poll_interval_ms")
         if baseline["config"].get(key) != candidate["config"].get(key)
     ]
+    # Reports written before the wire option existed sent JSON.
+    if baseline["config"].get("wire", "json") != candidate["config"].get(
+        "wire", "json"
+    ):
+        differing.append("wire")
     differing += [
         f"target.{key}"
         for key in ("graph", "server_profile")

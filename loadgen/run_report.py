@@ -85,6 +85,7 @@ def build_run_report(facts: RunFacts, state) -> dict:
             "feed": settings.feed,
             "auth": settings.auth,
             "frame": settings.frame,
+            "wire": settings.wire,
             "poll_interval_ms": settings.poll_interval_ms,
             "probe_interval_ms": settings.probe_interval_ms,
             "shape": facts.shape.describe(),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.acceptance import check_bincode_layout, rejection_problem
+from loadgen.compare import compare_reports
 from loadgen.detection import choose_detector
 from loadgen.errors import UsageProblem
 from loadgen.feeds import SineFeed
@@ -23,7 +24,9 @@ from loadgen.probe import LatencyProbe
 from loadgen.producer import Producer
 from loadgen.runner import RunConfig
 from loadgen.settings import LoadSettings
+from loadgen.synthetic_report import synthetic_report
 from loadgen.tags import tag_of
+from loadgen.thresholds import DEFAULT_THRESHOLDS
 
 TWO_TENANTS = (
     Path(__file__).parent.parent / "reference_server" / "examples" / "two_tenants.toml"
@@ -64,6 +67,21 @@ def test_rejection_problem_only_when_none_accepted():
     assert "pass --wire json" in rejection_problem("bincode", 0, 1)
     assert rejection_problem("json", accepted=1, rejected=12) is None
     assert rejection_problem("json", accepted=0, rejected=0) is None
+
+
+def test_compare_notes_wire_difference():
+    latencies = [[1000.0] * 20] * 10
+    older = synthetic_report(latencies)
+    json_run = synthetic_report(latencies)
+    json_run["config"]["wire"] = "json"
+    bincode_run = synthetic_report(latencies)
+    bincode_run["config"]["wire"] = "bincode"
+
+    differing = compare_reports(json_run, bincode_run, DEFAULT_THRESHOLDS).notes
+    same = compare_reports(older, json_run, DEFAULT_THRESHOLDS).notes
+
+    assert "the runs differ in configuration: wire" in differing
+    assert not any("differ in configuration" in note for note in same)
 
 
 # Against real servers.
@@ -147,6 +165,7 @@ def test_run_bincode_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     counts = report["counts"]
+    assert report["config"]["wire"] == "bincode"
     assert counts["sent"] > 1000
     assert counts["server_received"] == counts["sent"]
     assert counts["server_rejected"] == 0
