@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .auth import ApiKey
-from .boundary import BoundaryError
+from .boundary import BoundaryError, EventDecoder
 from .config import AccumulatorConfig, ServerConfig
+from .fastdecode import FastEventDecoder
 from .groundtruth import GroundTruth
 from .profiles import TUTORIAL, Profile
 from .runner import GraphRunner
@@ -50,6 +51,9 @@ class AccumulatorState:
     last_operator_inject_at: datetime | None = None
     decode: Callable[[Any], Any] = _unset_decoder
     """The profile's ``event_value`` for this accumulator's fields."""
+    last_if_all_valid: Callable[[list[bytes]], Any] | None = None
+    """Decodes a run of payloads to the last one's value, or None if any is
+    invalid; None where only ``decode`` is available."""
     _problems_unlogged: int = 0
     _last_problem_log_s: float = float("-inf")
 
@@ -102,8 +106,8 @@ class Registry:
         self.event_count = 0
         """Accepted events server-wide; the latest ``event_index`` given out."""
         self.accumulators: dict[tuple[str, str], AccumulatorState] = {
-            (accumulator.tenant, accumulator.name): AccumulatorState(
-                accumulator, decode=profile.event_decoder(accumulator.fields)
+            (accumulator.tenant, accumulator.name): _accumulator_state(
+                accumulator, profile
             )
             for accumulator in config.accumulators
         }
@@ -193,6 +197,48 @@ class Registry:
         accumulator.last_event_ns = time.time_ns()
         return event_index
 
+    def deliver_run(
+        self,
+        accumulator: AccumulatorState,
+        payloads: list[bytes],
+        stop_at_drop: bool = False,
+    ) -> bool:
+        """Deliver the events of one read in order, like ``deliver`` each.
+
+        When every reactor of the accumulator is idle, fires inline and takes
+        the events through a passthrough, the events are applied as one: the
+        cache keeps the last value, so the reactor fires once for the run, as
+        Cloacina's executor does when its receiver gets ahead of it. Otherwise
+        each event is delivered on its own.
+
+        Returns:
+            False if an event was dropped and ``stop_at_drop`` ended the run.
+        """
+        count = len(payloads)
+        name = accumulator.config.name
+        runners = accumulator.runners
+        last_if_all_valid = accumulator.last_if_all_valid
+        if (
+            count > 1
+            and last_if_all_valid is not None
+            and runners
+            and all(runner.can_take_run(name) for runner in runners)
+        ):
+            value = last_if_all_valid(payloads)
+            if value is not None:
+                event_index = self.event_count + count
+                for runner in runners:
+                    runner.offer_run(name, value, event_index, count)
+                self.event_count = event_index
+                accumulator.events_total += count
+                accumulator.last_event_ns = time.time_ns()
+                return True
+        deliver = self.deliver
+        for payload in payloads:
+            if deliver(accumulator, payload) == DROPPED and stop_at_drop:
+                return False
+        return True
+
     # Visibility and totals.
 
     def visible_accumulators(self, key: ApiKey) -> Iterator[AccumulatorState]:
@@ -229,6 +275,22 @@ class Registry:
         """Cancel running fires and flush timers."""
         for runner in self.graphs.values():
             await runner.stop()
+
+
+def _accumulator_state(config: AccumulatorConfig, profile: Profile) -> AccumulatorState:
+    decode = profile.event_decoder(config.fields)
+    last_if_all_valid = None
+    if isinstance(decode, EventDecoder):
+        decode = FastEventDecoder(decode)
+        last_if_all_valid = decode.last_if_all_valid
+    elif not profile.validate_passthrough:
+        # Forwarded without decoding: any run is valid.
+        last_if_all_valid = _last_payload
+    return AccumulatorState(config, decode=decode, last_if_all_valid=last_if_all_valid)
+
+
+def _last_payload(payloads: list[bytes]) -> bytes:
+    return payloads[-1]
 
 
 def _resolve(table: dict[tuple[str, str], Any], key: ApiKey, name: str) -> Any:

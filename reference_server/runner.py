@@ -194,6 +194,35 @@ class GraphRunner:
             self.queue_depth_max = depth
         return True
 
+    def can_take_run(self, accumulator: str) -> bool:
+        """True if ``offer_run`` applies: events would pass through and fire here."""
+        inbox = self._inboxes[accumulator]
+        return (
+            self._inline
+            and self.reactor.idle
+            and not inbox.events
+            and not self._boundaries
+            and inbox.processor.kind == "passthrough"
+        )
+
+    def offer_run(
+        self, accumulator: str, value: Any, event_index: int, count: int
+    ) -> None:
+        """Apply ``count`` events of which ``value`` is the last, and fire once.
+
+        The caller checks ``can_take_run`` first. A passthrough emits every
+        event as a boundary, so the cache ends with the last value whether the
+        events are applied one by one or at once.
+        """
+        inbox = self._inboxes[accumulator]
+        inbox.last_event_index = event_index
+        processor = inbox.processor
+        processor.boundaries_emitted += count - 1
+        boundary = processor.process(value)
+        inputs = self.reactor.update_idle(accumulator, boundary, event_index)
+        if inputs is not None:
+            self._fire_idle(inputs)
+
     def on_boundary(
         self, accumulator: str, boundary: Any, event_index: int = 0
     ) -> bool:

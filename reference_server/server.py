@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
+from . import producer_ws
 from .app import create_app
 from .auth import KeyStore
 from .config import ServerConfig
+from .frontdoor import FrontDoor
 from .groundtruth import GroundTruth
 from .httperrors import RequestErrorLog
 from .profiles import TUTORIAL, Profile
@@ -21,16 +24,27 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 2.0
 """Time open connections get to finish when the server stops."""
+SHUTDOWN_CLOSE_TIMEOUT_S = 1.0
+"""Time producers get to return the server's close frame when it stops."""
+BACKLOG = 1024
+"""Pending connections the listening socket holds; benchmarks open thousands."""
 
 
 class ReferenceServer:
     """A running server: its bound address and a ``stop()`` coroutine."""
 
     def __init__(
-        self, runner: web.AppRunner, registry: Registry, host: str, port: int
+        self,
+        runner: web.AppRunner,
+        listener: asyncio.Server,
+        state: ServerState,
+        host: str,
+        port: int,
     ) -> None:
         self.runner = runner
-        self.registry = registry
+        self.listener = listener
+        self.state = state
+        self.registry = state.registry
         self.host = host
         self.port = port
         """Bound TCP port, also when port 0 was requested."""
@@ -41,6 +55,14 @@ class ReferenceServer:
 
     async def stop(self) -> None:
         """Close connections and the listening socket, then cancel fires."""
+        self.listener.close()
+        producer_ws.close_all(self.state)
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_CLOSE_TIMEOUT_S
+        while self.state.producer_connections:
+            if asyncio.get_running_loop().time() > deadline:
+                logger.info("stopped waiting for producers to return the close frame")
+                break
+            await asyncio.sleep(0.01)
         await self.runner.cleanup()
         await self.registry.stop()
         logger.info("reference server on %s stopped", self.url)
@@ -87,15 +109,21 @@ async def start_server(
         logger=RequestErrorLog(logging.getLogger("aiohttp.server"), state.http_errors),
     )
     await runner.setup()
+    http, websocket = runner.server, producer_ws.protocol_factory(state)
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: FrontDoor(http, websocket, _is_producer_upgrade),
+            host,
+            port,
+            backlog=BACKLOG,
+            reuse_address=True,
+        )
     except BaseException:
         await runner.cleanup()
         raise
     registry.start()
-    bound_port = runner.addresses[0][1]
-    server = ReferenceServer(runner, registry, host, bound_port)
+    bound_port = listener.sockets[0].getsockname()[1]
+    server = ReferenceServer(runner, listener, state, host, bound_port)
     logger.info(
         "reference server listening on %s with %d graph(s) and %d accumulator(s) "
         "from %s, profile %s, ground truth %s",
@@ -107,6 +135,13 @@ async def start_server(
         "on" if ground_truth else "off",
     )
     return server
+
+
+def _is_producer_upgrade(request_line: bytes) -> bool:
+    # picows serves only HTTP/1.1 GET upgrades; anything else goes to aiohttp.
+    return request_line.startswith(
+        b"GET " + producer_ws.ACCUMULATOR_PATH
+    ) and request_line.endswith(b" HTTP/1.1")
 
 
 def format_url(host: str, port: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from .auth import KeyStore, TicketStore
 from .groundtruth import GroundTruth
@@ -38,3 +39,5 @@ class ServerState:
     http_errors: Counter[str] = field(default_factory=Counter)
     """Requests rejected by aiohttp's HTTP parser with 400, by error kind."""
     api_requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    producer_connections: set[Any] = field(default_factory=set)
+    """Open accumulator WebSockets, served by picows; see ``producer_ws``."""

@@ -1,29 +1,27 @@
-"""Accumulator and reactor WebSocket handlers.
+"""WebSocket handlers on aiohttp: the reactor endpoint, and accumulator requests
+that the front door did not hand to picows.
 
-Upgrade checks follow the profile. The cloacina profile, like the Cloacina
-server, rejects a request that is not a WebSocket upgrade before checking the
-key, rejects unknown, foreign and ambiguous names with 403, and takes
-``?token=`` only as a single-use ticket. The tutorial profile accepts a key in
-``?token=`` and closes with 4404 after the upgrade for an unknown name.
+Upgrade checks are in ``upgrade``. Producers' accumulator upgrades are served by
+picows (``producer_ws``); aiohttp sees an accumulator request only when it is
+not a plain HTTP/1.1 GET on a new connection, and answers it with the same
+rejections, or with 426 when the request would have been accepted.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from .app import CLOSE_NOT_REGISTERED, STATE, WEBSOCKETS, error_response
-from .auth import ApiKey, extract_token
+from .auth import ApiKey
 from .commands import handle_cloacina_command, handle_command
-from .groundtruth import GROUND_TRUTH_HEADER
-from .registry import DROPPED, AccumulatorState
 from .runner import GraphRunner
 from .state import ServerState
 from .strictws import StrictWebSocketResponse
+from .upgrade import Rejection, UpgradeRequest, resolve_upgrade
 
 __all__ = ["add_routes"]
 
@@ -41,110 +39,17 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/ws/reactor/{name}", _reactor_websocket)
 
 
-class _Rejection(Exception):
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-def _authenticate(request: web.Request, kind: str, name: str) -> ApiKey:
-    """Return the key of an upgrade request, with the 401 bodies of the profile."""
-    state = request.app[STATE]
-    authorization = request.headers.get("Authorization")
-    query_token = request.query.get("token")
-    bearer = extract_token(authorization, None)
-
-    if bearer is not None:
-        key = state.keys.lookup(bearer)
-        if key is None:
-            message = (
-                "invalid bearer token"
-                if state.profile.query_token_is_ticket
-                else "invalid or revoked API key"
-            )
-            raise _reject(request, kind, name, 401, message, "invalid_signature")
-        return key
-    if query_token:
-        key = state.tickets.redeem(query_token)
-        if key is None and not state.profile.query_token_is_ticket:
-            key = state.keys.lookup(query_token)
-            if key is None:
-                message = "invalid or revoked API key"
-                raise _reject(request, kind, name, 401, message, "invalid_signature")
-        if key is None:
-            message = "invalid or expired WebSocket ticket"
-            raise _reject(request, kind, name, 401, message, "ticket_expired")
-        return key
-    raise _reject(request, kind, name, 401, "missing auth token", "not_authorized")
-
-
-def _reject(
-    request: web.Request, kind: str, name: str, status: int, message: str, reason: str
-) -> _Rejection:
-    state = request.app[STATE]
-    state.ws_auth_failures[reason] += 1
-    logger.info(
-        "%s %s: rejected upgrade from %s with %d: %s",
-        kind,
-        name,
-        request.remote,
-        status,
-        message,
-    )
-    code = "unauthorized" if status == 401 else "endpoint_access_denied"
-    return _Rejection(error_response(status, message, code))
-
-
-def _check_upgrade_request(request: web.Request) -> None:
-    # aiohttp 3.14 also accepts the draft version 8; RFC 6455 section 4.4 asks
-    # for 426 with the supported version instead, as tungstenite does.
-    if request.headers.get("Sec-WebSocket-Version", "13") != "13":
-        response = error_response(
-            426, "unsupported WebSocket version; use 13", "upgrade_required"
-        )
-        response.headers["Sec-WebSocket-Version"] = "13"
-        raise _Rejection(response)
-    if not web.WebSocketResponse().can_prepare(request).ok:
-        raise _Rejection(
-            error_response(
-                426, "expected a WebSocket upgrade request", "upgrade_required"
-            )
-        )
-
-
 def _resolve(
     request: web.Request, kind: str, name: str
 ) -> tuple[ApiKey, Any] | web.Response:
-    """Authenticate and resolve the name; return the key and target or a response.
-
-    A None target means: upgrade, then close with 4404 (tutorial profile).
-    """
-    state = request.app[STATE]
-    profile = state.profile
-    try:
-        if not profile.unknown_name_after_upgrade:
-            _check_upgrade_request(request)
-        key = _authenticate(request, kind, name)
-        registry = state.registry
-        if kind == "accumulator":
-            target = registry.resolve_accumulator(key, name)
-        else:
-            target = registry.resolve_reactor(key, name)
-        known = registry.name_exists(name, kind)
-        if target is None and (known or not profile.unknown_name_after_upgrade):
-            raise _reject(
-                request,
-                kind,
-                name,
-                403,
-                f"not authorized for {kind} '{name}'",
-                "tenant_mismatch",
-            )
-        if profile.unknown_name_after_upgrade:
-            _check_upgrade_request(request)
-    except _Rejection as rejection:
-        return rejection.response
-    return key, target
+    """Authorize an upgrade; return the key and target or the rejection response."""
+    view = UpgradeRequest(request.headers, request.query, request.remote or "unknown")
+    resolved = resolve_upgrade(request.app[STATE], view, kind, name)
+    if isinstance(resolved, Rejection):
+        response = error_response(resolved.status, resolved.message, resolved.code)
+        response.headers.update(resolved.headers)
+        return response
+    return resolved
 
 
 async def _prepare(request: web.Request, endpoint: str) -> web.WebSocketResponse | None:
@@ -191,7 +96,17 @@ async def _close_not_registered(
 
 
 async def _accumulator_websocket(request: web.Request) -> web.StreamResponse:
-    return await _serve_websocket(request, "accumulator", _receive_events)
+    resolved = _resolve(request, "accumulator", request.match_info["name"])
+    if isinstance(resolved, web.Response):
+        return resolved
+    # NOTE: an upgrade on a reused keep-alive connection, or over HTTP/1.0,
+    # reaches aiohttp instead of picows and is refused here; the Cloacina
+    # server would accept it. WebSocket clients open a new connection.
+    return error_response(
+        426,
+        "send the accumulator upgrade as HTTP/1.1 GET on a new connection",
+        "upgrade_required",
+    )
 
 
 async def _serve_websocket(
@@ -222,88 +137,6 @@ async def _serve_websocket(
     finally:
         state.connections[kind] -= 1
     return ws
-
-
-async def _receive_events(
-    request: web.Request,
-    ws: web.WebSocketResponse,
-    state: ServerState,
-    accumulator: AccumulatorState,
-) -> None:
-    name = accumulator.config.name
-    peer = _peer(request)
-    recorder = state.ground_truth
-    if request.headers.get(GROUND_TRUTH_HEADER) != "1":
-        recorder = None
-    connection_id = recorder.open_connection(peer[1]) if recorder else 0
-    logger.info(
-        "accumulator %s: connection opened from %s:%s%s",
-        name,
-        *peer,
-        ", ground truth recorded" if recorder else "",
-    )
-
-    deliver = state.registry.deliver
-    text_events = state.profile.text_frames_are_events
-    close_when_dropped = state.profile.close_when_nothing_accepted
-    messages = state.ws_messages
-    received = 0
-    """Data frames received, text ones included: each event's connection_seq."""
-    binary, text = WSMsgType.BINARY, WSMsgType.TEXT
-    try:
-        while True:
-            message = await ws.receive()
-            arrived_mono_ns = time.monotonic_ns() if recorder is not None else 0
-            kind = message.type
-            if kind is binary or (kind is text and text_events):
-                received += 1
-                event_index = deliver(accumulator, message.data)
-                if event_index > 0:
-                    if recorder is not None:
-                        recorder.record_event(
-                            connection_id,
-                            event_index,
-                            received,
-                            name,
-                            arrived_mono_ns,
-                            time.time_ns(),
-                        )
-                elif event_index == DROPPED and close_when_dropped:
-                    await _close_not_registered(request, ws, "accumulator", name)
-                    break
-            elif kind is WSMsgType.TEXT:
-                received += 1
-                _ignore_text_frame(state, name, peer)
-            elif kind in END_FRAMES:
-                break
-            elif kind is WSMsgType.ERROR:
-                _log_protocol_error(state, ws, "accumulator", name, peer)
-                break
-    except ConnectionResetError as exc:
-        logger.info("accumulator %s: connection from %s:%s lost: %s", name, *peer, exc)
-    finally:
-        messages[("accumulator", "in")] += received
-        logger.info(
-            "accumulator %s: connection from %s:%s closed, %d events received, "
-            "close code %s",
-            name,
-            *peer,
-            received,
-            _close_code(ws),
-        )
-
-
-def _ignore_text_frame(state: ServerState, name: str, peer: tuple[str, int]) -> None:
-    # Cloacina logs every ignored text frame; one line per 1000 is enough here.
-    state.text_frames_ignored += 1
-    if state.text_frames_ignored % 1000 == 1:
-        logger.warning(
-            "accumulator %s: text frame from %s:%s ignored (%d so far); "
-            "send JSON as a binary frame",
-            name,
-            *peer,
-            state.text_frames_ignored,
-        )
 
 
 def _log_protocol_error(

@@ -356,16 +356,16 @@ def test_accumulator_list_shape(server):
 
 
 def test_fire_log_newest_first_and_capped(server):
-    ws = connect(server, "orderbook")
-    for bid in range(3):
-        ws.send_binary(json.dumps({"best_bid": bid, "best_ask": bid + 1}).encode())
-    ws.close()
-
     def newest_bid() -> float | None:
         _, body = get(server, "/v1/health/reactors/price_signal_rx/fires?limit=2")
         return body["items"][0]["inputs"]["orderbook"].get("best_bid")
 
-    assert wait_for(lambda: newest_bid() == 2)
+    # One fire per event: wait for each, since a burst may fire once for all.
+    ws = connect(server, "orderbook")
+    for bid in range(3):
+        ws.send_binary(json.dumps({"best_bid": bid, "best_ask": bid + 1}).encode())
+        assert wait_for(lambda bid=bid: newest_bid() == bid)
+    ws.close()
     _, body = get(server, "/v1/health/reactors/price_signal_rx/fires?limit=2")
     assert body["total"] == 2
     assert body["items"][1]["inputs"]["orderbook"]["best_bid"] == 1

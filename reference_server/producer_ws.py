@@ -1,0 +1,463 @@
+"""The accumulator WebSocket endpoint on picows, the ingest hot path.
+
+picows parses frames in C and checks what RFC 6455 asks of each frame header:
+masking (1002), opcodes (1002), control frame sizes (1002), close codes and the
+frame size limit (1009). This module answers pings and adds the rules
+that span frames or need the payload: reserved bits without an extension
+(1002), reassembly of fragmented messages and their size limit (1009), UTF-8 of
+text messages (1007) and the close handshake.
+
+Data frames are not delivered one by one. The binary frames of one socket read
+are collected and handed to ``Registry.deliver_run`` together when picows
+delivers the read's last frame, or before any other frame, so order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import operator
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+from picows import (
+    WSAutoPingStrategy,
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
+from picows.picows import WSProtocol
+
+from .app import CLOSE_NOT_REGISTERED, REQUEST_ID_HEADER
+from .groundtruth import GROUND_TRUTH_HEADER
+from .registry import AccumulatorState
+from .state import ServerState
+from .upgrade import Rejection, UpgradeRequest, resolve_upgrade
+
+__all__ = ["ACCUMULATOR_PATH", "close_all", "protocol_factory"]
+
+logger = logging.getLogger(__name__)
+
+ACCUMULATOR_PATH = b"/v1/ws/accumulator/"
+CLOSE_TIMEOUT_S = 5.0
+"""Time to wait for the client's close frame after the server sends its own."""
+HANDSHAKE_TIMEOUT_S = 5.0
+READ_BUFFER_BYTES = 4096
+"""First size of a connection's read buffer; picows doubles it as needed, and
+thousands of idle producers must fit in memory."""
+
+BINARY = WSMsgType.BINARY
+TEXT = WSMsgType.TEXT
+CLOSE = WSMsgType.CLOSE
+CONTINUATION = WSMsgType.CONTINUATION
+NO_STATUS = 1005
+"""RFC 6455 code for a close frame that carries no status code."""
+
+_HEADER = operator.attrgetter("msg_type", "fin", "rsv1", "rsv2", "rsv3")
+_BINARY = (BINARY, 1, 0, 0, 0)
+"""Header of a whole binary message with no reserved bit set."""
+_MSG_TYPE = operator.attrgetter("msg_type")
+_FIN = operator.attrgetter("fin")
+_RSV1 = operator.attrgetter("rsv1")
+_RSV2 = operator.attrgetter("rsv2")
+_RSV3 = operator.attrgetter("rsv3")
+_PAYLOAD = WSFrame.get_payload_as_bytes
+
+
+def _all_whole_binary(frames: list[WSFrame]) -> bool:
+    """Return whether every frame is a whole binary message without reserved bits.
+
+    One C loop per header field costs less than a tuple per frame.
+    """
+    return (
+        list(map(_MSG_TYPE, frames)).count(BINARY) == len(frames)
+        and all(map(_FIN, frames))
+        and not any(map(_RSV1, frames))
+        and not any(map(_RSV2, frames))
+        and not any(map(_RSV3, frames))
+    )
+
+
+class _PicowsLog(logging.LoggerAdapter):
+    # picows logs each frame it rejects at ERROR; the connection logs and counts
+    # those itself, with its accumulator and peer. An adapter, unlike a
+    # Logger, also keeps picows from making a child logger per connection.
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not str(msg).startswith("WS parser error"):
+            super().log(level, msg, *args, **kwargs)
+
+
+_picows_logger = _PicowsLog(logging.getLogger("picows.server"))
+logging.getLogger("picows").setLevel(logging.WARNING)
+
+
+def protocol_factory(state: ServerState) -> Callable[[Any], WSProtocol]:
+    """Return a factory of picows protocols for the front door's hand-over."""
+
+    def make(transport: asyncio.Transport) -> WSProtocol:
+        peer = _peer(transport)
+        return WSProtocol(
+            None,  # host and port: client side only
+            None,  # path: client side only
+            False,  # is_client_side
+            partial(_upgrade, state, peer),
+            _picows_logger,
+            True,  # disconnect_on_exception
+            HANDSHAKE_TIMEOUT_S,
+            False,  # enable_auto_ping
+            20.0,
+            20.0,
+            WSAutoPingStrategy.PING_WHEN_IDLE,
+            False,  # enable_auto_pong: each frame reaches on_ws_frame
+            state.max_message_bytes,
+            None,  # extra_headers: client side only
+            READ_BUFFER_BYTES,
+        )
+
+    return make
+
+
+def close_all(state: ServerState) -> None:
+    """Send 1001 to every open accumulator connection, as at shutdown."""
+    for connection in list(state.producer_connections):
+        connection.close(WSCloseCode.GOING_AWAY, "server shutdown")
+
+
+def _upgrade(
+    state: ServerState, peer: tuple[str, int], request: WSUpgradeRequest
+) -> WSUpgradeResponseWithListener:
+    request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+    target = urlsplit(request.path.decode("latin-1"))
+    name = unquote(target.path[len(ACCUMULATOR_PATH) :])
+    if not name or "/" in name:
+        rejection = Rejection(404, "no route matches this request", "not_found")
+        return _rejected(state, rejection, request_id)
+
+    view = UpgradeRequest(
+        headers=request.headers,
+        query=dict(parse_qsl(target.query, keep_blank_values=True)),
+        remote=peer[0],
+    )
+    resolved = resolve_upgrade(state, view, "accumulator", name)
+    if isinstance(resolved, Rejection):
+        return _rejected(state, resolved, request_id)
+    _, accumulator = resolved
+
+    # picows takes only "Connection: upgrade"; RFC 7230 allows a token list,
+    # which resolve_upgrade has already checked.
+    request.headers["Connection"] = "upgrade"
+    recorded = request.headers.get(GROUND_TRUTH_HEADER) == "1"
+    listener = _ProducerConnection(state, name, accumulator, peer, recorded)
+    state.api_requests[("GET", 101)] += 1
+    response = WSUpgradeResponse.create_101_response({REQUEST_ID_HEADER: request_id})
+    return WSUpgradeResponseWithListener(response, listener)
+
+
+def _rejected(
+    state: ServerState, rejection: Rejection, request_id: str
+) -> WSUpgradeResponseWithListener:
+    state.api_requests[("GET", rejection.status)] += 1
+    headers = {
+        **rejection.headers,
+        "Content-Type": "application/json",
+        REQUEST_ID_HEADER: request_id,
+    }
+    body = orjson.dumps(rejection.body)
+    response = WSUpgradeResponse.create_error_response(rejection.status, body, headers)
+    return WSUpgradeResponseWithListener(response, None)
+
+
+class _ProducerConnection(WSListener):
+    """One producer's accumulator connection.
+
+    Args:
+        accumulator: the resolved accumulator, or None to close with 4404.
+        recorded: record each event's arrival for the ground-truth endpoint.
+    """
+
+    def __init__(
+        self,
+        state: ServerState,
+        name: str,
+        accumulator: AccumulatorState | None,
+        peer: tuple[str, int],
+        recorded: bool,
+    ) -> None:
+        self.state = state
+        self.name = name
+        self.accumulator = accumulator
+        self.peer = peer
+        self.transport: WSTransport | None = None
+        self.received = 0
+        """Data frames received, text ones included: each event's connection_seq."""
+        self.close_code: int | None = None
+        self._frames: list[WSFrame] = []
+        """Frames of the current read, up to the last one."""
+        self._pending: list[bytes] = []
+        """Payloads of whole binary messages, not yet delivered."""
+        self._fragments: list[bytes] | None = None
+        self._fragment_type = BINARY
+        self._fragment_bytes = 0
+        self._closing = False
+        self._sent_close = False
+        self._plain = True
+        """No fragmented message open and no close sent: binary frames are events."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._text_events = state.profile.text_frames_are_events
+        self._stop_at_drop = state.profile.close_when_nothing_accepted
+        self._deliver_run = state.registry.deliver_run
+        recorder = state.ground_truth if recorded else None
+        self._recorder = recorder
+        self._connection_id = recorder.open_connection(peer[1]) if recorder else 0
+
+    # picows callbacks.
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        state = self.state
+        state.connections["accumulator"] += 1
+        state.producer_connections.add(self)
+        logger.info(
+            "accumulator %s: connection opened from %s:%s%s",
+            self.name,
+            *self.peer,
+            ", ground truth recorded" if self._recorder else "",
+        )
+        if self.accumulator is None:
+            logger.info(
+                "accumulator %s: closing connection from %s:%s with %d, not registered",
+                self.name,
+                *self.peer,
+                CLOSE_NOT_REGISTERED,
+            )
+            self.close(
+                CLOSE_NOT_REGISTERED, f"accumulator '{self.name}' not registered"
+            )
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        # The hot path. Frames are kept until the read's last one, where the
+        # whole read is handled with C loops rather than bytecode per frame.
+        # NOTE: picows documents a frame as valid only during its callback.
+        # picows 2.3 (pinned) keeps a read's bytes in place until the callback
+        # of its last frame returns, and delivers every frame (pings too, with
+        # its automatic pong off), which is what makes keeping them safe.
+        frames = self._frames
+        frames.append(frame)
+        if frame.last_in_buffer:
+            self._frames = []
+            self._on_read(frames)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        # Frames still kept here lost their read buffer: a callback failed.
+        self._frames = []
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+        state = self.state
+        state.producer_connections.discard(self)
+        state.connections["accumulator"] -= 1
+        state.ws_messages[("accumulator", "in")] += self.received
+        handshake = transport.close_handshake
+        if handshake is not None and handshake.sent is not None:
+            if not self._sent_close:
+                # picows rejected a frame and closed with this code.
+                self._count_error(int(handshake.sent.code), handshake.sent.reason)
+            if self.close_code is None:
+                self.close_code = int(handshake.sent.code)
+        logger.info(
+            "accumulator %s: connection from %s:%s closed, %d events received, "
+            "close code %s",
+            self.name,
+            *self.peer,
+            self.received,
+            self.close_code,
+        )
+
+    def _on_read(self, frames: list[WSFrame]) -> None:
+        if self._plain and _all_whole_binary(frames):
+            self._pending = list(map(_PAYLOAD, frames))
+            self._flush()
+            return
+        for frame in frames:
+            if self._plain and _HEADER(frame) == _BINARY:
+                self._pending.append(frame.get_payload_as_bytes())
+            else:
+                self._flush()
+                self._other_frame(frame)
+        self._flush()
+
+    # Closing.
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame and disconnect once the client answers or times out."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        self._plain = False
+        self._sent_close = True
+        self._pending.clear()
+        self.transport.send_close(code, reason.encode())
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(CLOSE_TIMEOUT_S, self.transport.disconnect)
+
+    def _fail(self, code: int, reason: str) -> None:
+        self._count_error(code, reason)
+        self.close(code, reason)
+
+    def _count_error(self, code: int, reason: str) -> None:
+        state = self.state
+        state.ws_errors[str(code)] += 1
+        logger.warning(
+            "accumulator %s: connection from %s:%s failed: %d %s "
+            "(%d such errors so far)",
+            self.name,
+            *self.peer,
+            code,
+            reason,
+            sum(state.ws_errors.values()),
+        )
+
+    # Frames other than a whole binary message.
+
+    def _other_frame(self, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == CLOSE:
+            self._on_close(frame)
+            return
+        if self._closing or kind == WSMsgType.PONG:
+            return
+        if kind == WSMsgType.PING:
+            self.transport.send_pong(frame.get_payload_as_bytes())
+            return
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self._fail(WSCloseCode.PROTOCOL_ERROR, "reserved bits set, no extension")
+        elif kind == CONTINUATION:
+            self._continue_message(frame)
+        elif self._fragments is not None:
+            self._fail(
+                WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one"
+            )
+        elif not frame.fin:
+            self._fragments = []
+            self._plain = False
+            self._fragment_type = kind
+            self._fragment_bytes = 0
+            self._continue_message(frame)
+        else:
+            self._on_message(kind, frame.get_payload_as_bytes())
+
+    def _on_close(self, frame: WSFrame) -> None:
+        code = int(frame.get_close_code())
+        if self.close_code is None:
+            self.close_code = code
+        transport = self.transport
+        if not self._closing:
+            # Echo the client's code, as RFC 6455 section 5.5.1 suggests.
+            self._closing = True
+            self._plain = False
+            self._sent_close = True
+            transport.send_close(WSCloseCode.OK if code == NO_STATUS else code)
+        transport.disconnect()
+
+    def _continue_message(self, frame: WSFrame) -> None:
+        if self._fragments is None:
+            self._fail(WSCloseCode.PROTOCOL_ERROR, "continuation frame with no message")
+            return
+        self._fragment_bytes += frame.payload_size
+        if self._fragment_bytes > self.state.max_message_bytes:
+            self._fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        if frame.fin:
+            payload = b"".join(self._fragments)
+            self._fragments = None
+            self._plain = not self._closing
+            self._on_message(self._fragment_type, payload)
+
+    def _on_message(self, kind: int, payload: bytes) -> None:
+        if kind == TEXT:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(WSCloseCode.INVALID_TEXT, "text message is not UTF-8")
+                return
+        if kind == BINARY or self._text_events:
+            self._pending.append(payload)
+            self._flush()
+        else:
+            self.received += 1
+            self._ignore_text_frame()
+
+    def _ignore_text_frame(self) -> None:
+        # Cloacina logs every ignored text frame; one line per 1000 is enough here.
+        state = self.state
+        state.text_frames_ignored += 1
+        if state.text_frames_ignored % 1000 == 1:
+            logger.warning(
+                "accumulator %s: text frame from %s:%s ignored (%d so far); "
+                "send JSON as a binary frame",
+                self.name,
+                *self.peer,
+                state.text_frames_ignored,
+            )
+
+    # Delivery.
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        self.received += len(pending)
+        if self._recorder is not None:
+            self._deliver_recorded(pending)
+        elif not self._deliver_run(self.accumulator, pending, self._stop_at_drop):
+            self._close_dropped()
+
+    def _deliver_recorded(self, payloads: list[bytes]) -> None:
+        # The pending frames are the latest data frames of the connection.
+        arrived_mono_ns = time.monotonic_ns()
+        arrived_wall_ns = time.time_ns()
+        deliver = self.state.registry.deliver
+        recorder = self._recorder
+        first_seq = self.received - len(payloads) + 1
+        for offset, payload in enumerate(payloads):
+            event_index = deliver(self.accumulator, payload)
+            if event_index > 0:
+                recorder.record_event(
+                    self._connection_id,
+                    event_index,
+                    first_seq + offset,
+                    self.name,
+                    arrived_mono_ns,
+                    arrived_wall_ns,
+                )
+            elif event_index < 0 and self._stop_at_drop:
+                self._close_dropped()
+                return
+
+    def _close_dropped(self) -> None:
+        logger.info(
+            "accumulator %s: closing connection from %s:%s with %d, not registered",
+            self.name,
+            *self.peer,
+            CLOSE_NOT_REGISTERED,
+        )
+        self.close(CLOSE_NOT_REGISTERED, f"accumulator '{self.name}' not registered")
+
+
+def _peer(transport: asyncio.BaseTransport) -> tuple[str, int]:
+    peername = transport.get_extra_info("peername")
+    if not peername:
+        return ("unknown", 0)
+    return (peername[0], peername[1])
