@@ -284,10 +284,16 @@ class _ProducerConnection(WSListener):
         )
 
     def _on_read(self, frames: list[WSFrame]) -> None:
-        if self._plain and _all_whole_binary(frames):
-            self._pending = list(map(_PAYLOAD, frames))
-            self._flush()
-            return
+        if self._plain:
+            if len(frames) == 1:
+                if _HEADER(frames[0]) == _BINARY:
+                    self._pending = [frames[0].get_payload_as_bytes()]
+                    self._flush()
+                    return
+            elif _all_whole_binary(frames):
+                self._pending = list(map(_PAYLOAD, frames))
+                self._flush()
+                return
         for frame in frames:
             if self._plain and _HEADER(frame) == _BINARY:
                 self._pending.append(frame.get_payload_as_bytes())
