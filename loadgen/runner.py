@@ -305,10 +305,12 @@ def _measure(config, settings, base_url, server, progress) -> RunResult:
     if facts.generator_max_rate_per_s is not None:
         peak = max(max(s.start_rate, s.end_rate) for s in shape.stages)
         if peak > facts.generator_max_rate_per_s:
+            # Calibration sends JSON, which costs more to encode than bincode.
+            caveat = " with JSON events" if settings.wire == "bincode" else ""
             print(
                 f"warning: the run asks for up to {peak:,.0f} events/s, more than "
                 f"the {facts.generator_max_rate_per_s:,.0f} this machine's "
-                "generator reached in loadgen calibrate",
+                f"generator reached in loadgen calibrate{caveat}",
                 file=progress,
             )
     fire_counts = _FireCounter(settings, base_url, fire_count_before)
