@@ -22,7 +22,12 @@ import websocket
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_server.bincode import ExactDecoder, encode_boundary, make_decoder
+from reference_server.bincode import (
+    ExactDecoder,
+    encode_boundary,
+    make_decoder,
+    make_run_decoder,
+)
 from reference_server.boundary import BoundaryError, decode_event, validate_boundary
 from reference_server.config import default_config
 from reference_server.profiles import CLOACINA, TUTORIAL, with_wire
@@ -184,6 +189,36 @@ def test_fast_path_agrees_with_exact_path(kinds, data):
             return str(error)
 
     assert outcome(make_decoder(fields)) == outcome(ExactDecoder(fields).decode)
+
+
+def test_run_decoder_returns_last_value():
+    last_if_all_valid = make_run_decoder(ORDERBOOK)
+    run = [orderbook_bytes(100.0 + i, 101.0 + i) for i in range(50)]
+
+    assert last_if_all_valid(run) == {"best_bid": 149.0, "best_ask": 150.0}
+    assert last_if_all_valid(run[:-1] + [run[-1][:15]]) is None
+    assert last_if_all_valid(run[:-2] + [run[-2] + b"!", run[-1][1:]]) is None
+    assert last_if_all_valid([orderbook_bytes(math.nan, 1.0), *run]) is None
+    assert last_if_all_valid(["0000000@0000000@", *run]) is None
+    assert last_if_all_valid([]) is None
+
+
+def test_run_decoder_only_for_f64_layouts():
+    assert make_run_decoder(TRADES) is None
+    assert make_run_decoder({"count": "i64"}) is None
+    assert make_run_decoder({"price": "f64"}) is not None
+
+
+@given(st.lists(st.one_of(st.binary(max_size=20), packed_floats(2)), max_size=8))
+def test_run_decoder_agrees_with_decoder(run):
+    decode = make_decoder(ORDERBOOK)
+    try:
+        values = [decode(payload) for payload in run]
+    except BoundaryError:
+        values = []
+
+    expected = values[-1] if values else None
+    assert make_run_decoder(ORDERBOOK)(run) == expected
 
 
 # Profile and registry.
