@@ -52,6 +52,8 @@ ACCUMULATOR_PATH = b"/v1/ws/accumulator/"
 CLOSE_TIMEOUT_S = 5.0
 """Time to wait for the client's close frame after the server sends its own."""
 HANDSHAKE_TIMEOUT_S = 5.0
+READ_MAX_BYTES = 64 * 1024
+"""Largest socket read, so that a run of frames stays in the CPU caches."""
 READ_BUFFER_BYTES = 4096
 """First size of a connection's read buffer; picows doubles it as needed, and
 thousands of idle producers must fit in memory."""
@@ -101,12 +103,25 @@ _picows_logger = _PicowsLog(logging.getLogger("picows.server"))
 logging.getLogger("picows").setLevel(logging.WARNING)
 
 
+class _ReadCappedProtocol(WSProtocol):
+    """picows's protocol with reads of at most ``READ_MAX_BYTES``.
+
+    picows doubles its read buffer whenever a read fills it, so a producer
+    that outpaces the server grows it to megabytes, and a run of 90,000
+    frames no longer fits in the CPU caches: the server took about 20% more
+    time per event than with reads of 64 KiB.
+    """
+
+    def get_buffer(self, size_hint: int) -> memoryview:
+        return super().get_buffer(size_hint)[:READ_MAX_BYTES]
+
+
 def protocol_factory(state: ServerState) -> Callable[[Any], WSProtocol]:
     """Return a factory of picows protocols for the front door's hand-over."""
 
     def make(transport: asyncio.Transport) -> WSProtocol:
         peer = _peer(transport)
-        return WSProtocol(
+        return _ReadCappedProtocol(
             None,  # host and port: client side only
             None,  # path: client side only
             False,  # is_client_side
@@ -203,6 +218,7 @@ class _ProducerConnection(WSListener):
         self.close_code: int | None = None
         self._frames: list[WSFrame] = []
         """Frames of the current read, up to the last one."""
+        self._keep = self._frames.append
         self._pending: list[bytes] = []
         """Payloads of whole binary messages, not yet delivered."""
         self._fragments: list[bytes] | None = None
@@ -251,15 +267,17 @@ class _ProducerConnection(WSListener):
         # picows 2.3 (pinned) keeps a read's bytes in place until the callback
         # of its last frame returns, and delivers every frame (pings too, with
         # its automatic pong off), which is what makes keeping them safe.
-        frames = self._frames
-        frames.append(frame)
+        self._keep(frame)
         if frame.last_in_buffer:
+            frames = self._frames
             self._frames = []
+            self._keep = self._frames.append
             self._on_read(frames)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         # Frames still kept here lost their read buffer: a callback failed.
         self._frames = []
+        self._keep = self._frames.append
         self._flush()
         if self._timer is not None:
             self._timer.cancel()

@@ -28,6 +28,11 @@ connection for ``--duration`` seconds:
 Every contender runs as its own process, pinned to one CPU, and the sink to
 another CPU when the machine has two. Every repetition runs each contender
 once, in turn, so a slow moment of the machine spreads over all of them.
+
+Then, in the same run, ``server_ingest.py`` measures the reference server's
+ingest rate ``--repetitions`` times in both of its shapes, back to back on one
+connection and one frame per TCP segment, against the server targets
+(``--no-server`` skips it).
 """
 
 from __future__ import annotations
@@ -511,6 +516,11 @@ def main(argv=None) -> int:
         help="directory with Artillery installed by npm, or to install it into; "
         "default: a temporary directory",
     )
+    parser.add_argument(
+        "--no-server",
+        action="store_true",
+        help="skip the reference server's ingest measurement",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -579,9 +589,11 @@ def main(argv=None) -> int:
                     print(f"run {repetition} {name}: {describe_run(run)}", flush=True)
         finally:
             stop(sink)
+    server_runs = [] if args.no_server else measure_server(args.repetitions)
     load_after = os.getloadavg()
     print(f"load average after: {format_load(load_after)}")
     print_table(results, skipped)
+    print_server_table(server_runs)
     if args.output is not None:
         record = {
             "machine": machine,
@@ -591,9 +603,70 @@ def main(argv=None) -> int:
             "load_average_after": load_after,
             "skipped": skipped,
             "runs": results,
+            "server_runs": server_runs,
         }
         args.output.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+SERVER_TARGETS = {"back_to_back": 1_000_000, "one_per_segment": 150_000}
+"""Reference server ingest targets in events/s, per shape."""
+SERVER_SHAPES = {
+    "back_to_back": "back to back, 1 connection",
+    "one_per_segment": "one frame per segment, 64 connections",
+}
+
+
+def measure_server(repetitions: int, duration_s: float = 5.0) -> list[dict]:
+    """Measure the reference server's ingest in both shapes, ``repetitions`` times.
+
+    Each repetition starts its own server, pinned to CPU 0 when ``taskset``
+    exists, as ``server_ingest.py`` does.
+    """
+    sys.path.insert(0, str(HERE))
+    import server_ingest
+
+    runs = []
+    for repetition in range(1, repetitions + 1):
+        process, port = server_ingest.start_server("tutorial", 0)
+        try:
+            shapes = {
+                "back_to_back": server_ingest.back_to_back(port, 0),
+                "one_per_segment": server_ingest.one_per_segment(port, 64, 2),
+            }
+            for shape, send in shapes.items():
+                rate, cpu = server_ingest.measure(port, send, duration_s)
+                run = {"shape": shape, "rate_per_s": rate, "server_cpu": cpu}
+                runs.append(run)
+                print(
+                    f"run {repetition} server {shape}: "
+                    f"{server_ingest.describe(rate, cpu)}",
+                    flush=True,
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    return runs
+
+
+def print_server_table(runs: list[dict]) -> None:
+    """Print the server ingest table and whether each median meets its target."""
+    if not runs:
+        return
+    print()
+    print("| reference server ingest | median events/s | min | max | runs | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for shape, label in SERVER_SHAPES.items():
+        rates = [run["rate_per_s"] for run in runs if run["shape"] == shape]
+        if not rates:
+            continue
+        median = statistics.median(rates)
+        target = SERVER_TARGETS[shape]
+        verdict = "met" if median >= target else "NOT met"
+        print(
+            f"| {label} | {median:,.0f} | {min(rates):,.0f} | {max(rates):,.0f} "
+            f"| {len(rates)} | {target:,}: {verdict} |"
+        )
 
 
 def describe_run(run: dict) -> str:

@@ -85,29 +85,40 @@ def measure(port: int, send, duration_s: float) -> tuple[float, float]:
     started = time.perf_counter()
     stop = threading.Event()
     send(stop, duration_s)
-    # Wait until the server has processed what is buffered.
+    # Wait until the server has processed what is buffered; the run ends at
+    # the first poll that saw the final count.
     total = stats(port)["events_total"]
+    finished = time.perf_counter()
     while True:
-        time.sleep(0.2)
+        time.sleep(0.02)
         latest = stats(port)["events_total"]
         if latest == total:
             break
         total = latest
-    elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
+    elapsed = finished - started
     after = stats(port)
     events = after["events_total"] - before["events_total"]
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
     return events / elapsed, cpu / elapsed
 
 
-def back_to_back(port: int):
+def back_to_back(port: int, server_core: int):
     sock = open_ws(port)
     batch = masked_frame(EVENT) * 4096
 
     def send(stop, duration_s):
-        deadline = time.perf_counter() + duration_s
-        while time.perf_counter() < deadline:
-            sock.sendall(batch)
+        # Keep the sender off the server's core, as loadgen calibrate does.
+        others = os.sched_getaffinity(0) - {server_core}
+        previous = os.sched_getaffinity(0)
+        if others:
+            os.sched_setaffinity(0, others)
+        try:
+            deadline = time.perf_counter() + duration_s
+            while time.perf_counter() < deadline:
+                sock.sendall(batch)
+        finally:
+            os.sched_setaffinity(0, previous)
 
     return send
 
@@ -177,7 +188,7 @@ def main() -> int:
 
     process, port = start_server(args.profile, args.core)
     try:
-        rate, cpu = measure(port, back_to_back(port), args.duration_s)
+        rate, cpu = measure(port, back_to_back(port, args.core), args.duration_s)
         print(f"back to back, 1 connection: {describe(rate, cpu)}")
         sender = one_per_segment(port, args.connections, args.senders)
         rate, cpu = measure(port, sender, args.duration_s)
