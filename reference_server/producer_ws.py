@@ -107,9 +107,9 @@ class _ReadCappedProtocol(WSProtocol):
     """picows's protocol with reads of at most ``READ_MAX_BYTES``.
 
     picows doubles its read buffer whenever a read fills it, so a producer
-    that outpaces the server grows it to megabytes, and a run of 90,000
-    frames no longer fits in the CPU caches: the server took about 20% more
-    time per event than with reads of 64 KiB.
+    that outpaces the server would grow each connection's buffer to
+    megabytes. Capped reads keep that memory bounded and a run's payloads
+    small enough for the CPU caches.
     """
 
     def get_buffer(self, size_hint: int) -> memoryview:

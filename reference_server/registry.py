@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .auth import ApiKey
+from .bincode import make_run_decoder
 from .boundary import BoundaryError, EventDecoder
 from .config import AccumulatorConfig, ServerConfig
 from .fastdecode import FastEventDecoder
@@ -286,6 +287,8 @@ def _accumulator_state(config: AccumulatorConfig, profile: Profile) -> Accumulat
     elif not profile.validate_passthrough:
         # Forwarded without decoding: any run is valid.
         last_if_all_valid = _last_payload
+    elif profile.wire == "bincode":
+        last_if_all_valid = make_run_decoder(config.fields)
     return AccumulatorState(config, decode=decode, last_if_all_valid=last_if_all_valid)
 
 

@@ -258,3 +258,16 @@ def test_run_of_invalid_payloads_never_passes(payloads):
     fast = FastEventDecoder(EventDecoder(ORDERBOOK))
 
     assert fast.last_if_all_valid(payloads) is None
+
+
+def test_bincode_run_fires_once(reference_server_factory):
+    server = reference_server_factory(args=["--wire", "bincode"])
+    sock = open_producer(server)
+    run = [struct.pack("<dd", 100.0 + i, 100.05 + i) for i in range(5)]
+    sock.sendall(b"".join(masked(payload) for payload in run))
+
+    body = wait_for_events(server, 5)
+    sock.close()
+
+    assert body["events_total"] == 5
+    assert fires(server) == 1
