@@ -12,6 +12,8 @@ responses, and HTTP/1.0 responses.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "IncompleteResponse",
     "InvalidResponse",
@@ -28,6 +30,12 @@ MAX_BODY_BYTES = 1024 * 1024 * 1024
 far smaller: the fire log's maximum of 200 rows is about 40 kB, though the
 reference server's ground-truth lists grow with the fires it has run."""
 HEX_DIGITS = b"0123456789abcdefABCDEF"
+_FRAMING_LINE = re.compile(
+    rb"\n(?:(content-length|transfer-encoding|connection)[ \t]*:[ \t]*([^\r\n]*)"
+    rb"|[ \t])",
+    re.IGNORECASE,
+)
+"""A header line that delimits the body or the connection, or a folded line."""
 
 # Parser states, named for what the next bytes are.
 _HEAD = "head"
@@ -52,28 +60,22 @@ def parse_plain_response(data: bytes) -> tuple[int, bytes] | None:
     that ``ResponseParser`` accepts, both return the same status and body, but
     this function does not check that every header line has a colon.
     """
-    if not data.startswith(b"HTTP/1.1 "):
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0 or not data.startswith(b"HTTP/1.1 "):
         return None
     code = data[9:12]
     if not code.isdigit() or data[12:13] not in (b" ", b"\r"):
         return None
     status = int(code)
-    head_end = data.find(b"\r\n\r\n")
-    if status < 200 or status in (204, 304) or head_end < 0:
+    if status < 200 or status == 204 or status == 304:
         return None
-    fields = data[:head_end].lower()
-    if b"\ntransfer-encoding:" in fields or b"\nconnection:" in fields:
+
+    # One regular expression scan finds every line that matters. It measured
+    # faster than a separate substring search for each field name.
+    fields = _FRAMING_LINE.findall(data, 9, head_end)
+    if len(fields) != 1 or fields[0][0].lower() != b"content-length":
         return None
-    if b"\n " in fields or b"\n\t" in fields:
-        # A folded line continues the field before it.
-        return None
-    name = b"\ncontent-length:"
-    name_start = fields.find(name)
-    if name_start < 0 or fields.find(name, name_start + 1) >= 0:
-        return None
-    value_start = name_start + len(name)
-    value_end = fields.find(b"\r", value_start)
-    length = fields[value_start : value_end if value_end >= 0 else head_end].strip()
+    length = fields[0][1].rstrip()
     body_start = head_end + 4
     if not length.isdigit() or len(data) - body_start != int(length):
         return None

@@ -268,6 +268,11 @@ def test_plain_parse_of_typical_response():
     assert parse_plain_response(PLAIN) == (200, BODY)
 
 
+def test_plain_parse_ignores_name_case():
+    response = b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 2\r\n\r\n{}"
+    assert parse_plain_response(response) == (200, b"{}")
+
+
 def test_plain_parse_of_error_status():
     response = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
     assert parse_plain_response(response) == (404, b"{}")
@@ -280,6 +285,8 @@ def test_plain_parse_of_error_status():
         PLAIN + b"x",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTRANSFER-ENCODING: chunked\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}",
         b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 100 Continue\r\n\r\n" + PLAIN,
         b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n{}",
