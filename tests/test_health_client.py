@@ -14,6 +14,7 @@ import socket
 import socketserver
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -342,6 +343,49 @@ def test_hanging_server_times_out(scripted_server):
     assert raised.value.kind == "timeout"
     assert "timed out after 0.2 s" in str(raised.value)
     assert time.monotonic() - started < HANG_LIMIT_S
+
+
+GEVENT_CLIENT = """
+import json
+import sys
+
+from gevent import monkey
+
+monkey.patch_all()
+
+from loadgen.errors import ConnectionProblem
+from loadgen.health import HealthClient
+
+client = HealthClient(sys.argv[1], sys.argv[2], timeout_s=0.3)
+result = {"plain": client.get_json("/plain")}
+try:
+    client.get_json("/hang")
+except ConnectionProblem as error:
+    result["hang"] = error.kind
+print(json.dumps(result))
+"""
+
+
+def test_timeout_under_gevent(scripted_server):
+    # Locust patches sockets with gevent, whose sockets must keep their Python
+    # timeout: without it, a hanging server would block the probe for good.
+    pytest.importorskip("gevent")
+
+    def hang(connection: socket.socket) -> bool:
+        server.stopping.wait(HANG_LIMIT_S)
+        return False
+
+    server = scripted_server({"/plain": send(plain()), "/hang": hang})
+    completed = subprocess.run(
+        [sys.executable, "-c", GEVENT_CLIENT, server.url, TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=HANG_LIMIT_S * 4,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["plain"] == BODY
+    assert result["hang"] == "timeout"
 
 
 def test_refused_connection():
