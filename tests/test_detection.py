@@ -51,7 +51,7 @@ def test_fire_log_detector_matches_tags(server_parts):
 
     producer.send(tagged_event(499))
     assert poll_until(lambda: detector.fired(499))
-    # The log now holds tag 499; repeated polls for 500 find the same body.
+    # The log now contains tag 499, and repeated polls for 500 get the same body.
     assert not detector.fired(500)
     assert not detector.fired(500)
     # The same body gives a different result for an earlier tag.

@@ -287,8 +287,8 @@ def test_redirect_is_an_error(scripted_server):
 
 
 def test_chunked_401_is_unauthorized(scripted_server):
-    refusal = chunked(b'{"error":"invalid bearer token"}', 6, status=401)
-    server = scripted_server({"/secret": send(refusal), "/plain": send(plain())})
+    unauthorized = chunked(b'{"error":"invalid bearer token"}', 6, status=401)
+    server = scripted_server({"/secret": send(unauthorized), "/plain": send(plain())})
     client = HealthClient(server.url, TOKEN)
     with pytest.raises(ConnectionProblem) as raised:
         client.get_json("/secret")
