@@ -61,17 +61,30 @@ class CountDetector:
 
 
 class FireLogDetector:
-    """Finds the first fire whose snapshot contains the probe's tag or a later one."""
+    """Finds the first fire whose snapshot contains the probe's tag or a later one.
+
+    Args:
+        newest_before: the newest fire-log row when the run started, or None.
+            It and older rows are ignored, because their tags come from an
+            earlier process whose sequence may be ahead of this one's.
+    """
 
     method = "fire_log"
 
-    def __init__(self, health: HealthClient, reactor: str, accumulator: str) -> None:
+    def __init__(
+        self,
+        health: HealthClient,
+        reactor: str,
+        accumulator: str,
+        newest_before: dict | None = None,
+    ) -> None:
         self._health = health
         self._path = (
             f"/v1/health/reactors/{quote(reactor, safe='')}/fires"
             f"?limit={FIRE_LOG_LIMIT}"
         )
         self._accumulator = accumulator
+        self._newest_before = newest_before
         self._missed_body = b""
         self._missed_tag = -1
         self.last_fire_failed = False
@@ -87,6 +100,7 @@ class FireLogDetector:
         if tag == self._missed_tag and body == self._missed_body:
             return False
         rows = json_object(body, f"GET {self._path}").get("items", [])
+        rows = self._rows_of_this_run(rows)
         reached = [row for row in rows if self._reached(row, tag)]
         if not reached:
             self._missed_body = body
@@ -96,6 +110,18 @@ class FireLogDetector:
         # that consumed the probe event.
         self.last_fire_failed = reached[-1].get("ok") is False
         return True
+
+    def _rows_of_this_run(self, rows: list) -> list:
+        # Rows come newest first. The row that was newest at the start, and
+        # every row after it, are from before this run.
+        if self._newest_before is None:
+            return rows
+        try:
+            return rows[: rows.index(self._newest_before)]
+        except ValueError:
+            # It left the window, or the server restarted, so all rows are new.
+            self._newest_before = None
+            return rows
 
     def _reached(self, row: dict, tag: int) -> bool:
         inputs = row.get("inputs") or {}
@@ -112,12 +138,13 @@ def choose_detector(health: HealthClient, graph: str, accumulator: str):
     reactor = status.get("reactor")
     if isinstance(reactor, str) and reactor:
         try:
-            health.get_json(
+            newest = health.get_json(
                 f"/v1/health/reactors/{quote(reactor, safe='')}/fires?limit=1"
-            )
+            ).get("items")
         except ConnectionProblem as error:
             if not error.kind.startswith("http_"):
                 raise
         else:
-            return FireLogDetector(health, reactor, accumulator)
+            newest_before = newest[0] if isinstance(newest, list) and newest else None
+            return FireLogDetector(health, reactor, accumulator, newest_before)
     return CountDetector(health, graph)

@@ -78,3 +78,17 @@ def test_count_detector_follows_fire_count(server_parts):
 
     producer.send(tagged_event(2))
     assert poll_until(lambda: detector.fired(target + 1))
+
+
+def test_fire_log_ignores_earlier_runs(server_parts):
+    producer, health = server_parts
+    # An earlier process's sequence was ahead: its fire shows tag 1000.
+    earlier = choose_detector(health, "price_signal", "orderbook")
+    producer.send(tagged_event(1000))
+    assert poll_until(lambda: earlier.fired(1000))
+
+    detector = choose_detector(health, "price_signal", "orderbook")
+    assert not detector.fired(5)
+
+    producer.send(tagged_event(5))
+    assert poll_until(lambda: detector.fired(5))
