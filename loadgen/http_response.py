@@ -10,9 +10,9 @@ end when the server closes the connection, ``Connection: close``, interim 1xx
 responses, and HTTP/1.0 responses.
 """
 
-# TODO: this parser is the project's own; httptools (llhttp in C, kept by the
-# uvloop authors) parses the same responses and should replace it once the
-# per-poll cost of its callbacks has been measured against parse_plain_response.
+# TODO: this parser is the project's own, but httptools (llhttp in C, kept by
+# the uvloop authors) parses the same responses. Replace it once the per-poll
+# cost of httptools' callbacks is measured against parse_plain_response.
 
 from __future__ import annotations
 

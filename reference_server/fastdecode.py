@@ -36,7 +36,6 @@ class FastEventDecoder:
 
     def __init__(self, slow: EventDecoder) -> None:
         self.slow = slow
-        self.fields = slow.fields
         self._names = tuple(slow.fields)
         # Positional names keep any JSON key usable, keywords included.
         struct = msgspec.defstruct(
@@ -69,9 +68,9 @@ class FastEventDecoder:
     def last_if_all_valid(self, payloads: list[bytes]) -> dict[str, Any] | None:
         """Return the last payload's value if every payload is valid, else None.
 
-        The payloads are decoded as JSON lines, which is exact when no payload
-        holds a newline: JSON text cannot hold a raw newline inside a string,
-        so each line is then exactly one payload.
+        The payloads are decoded as JSON lines. A JSON string cannot contain a
+        raw newline, so when no payload contains one, each line is exactly one
+        payload and the result is exact.
         """
         joined = b"\n".join(payloads)
         if joined.count(b"\n") != len(payloads) - 1:

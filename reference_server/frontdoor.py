@@ -3,7 +3,7 @@
 picows ingests WebSocket frames about five times as fast as aiohttp but serves
 only WebSocket upgrades. The front door reads each new connection's request
 line, then hands the connection, with the bytes read so far, to a picows
-protocol when the line asks for an accumulator WebSocket, and to aiohttp's
+protocol when the line requests an accumulator WebSocket, and to aiohttp's
 request handler otherwise. From then on the chosen protocol owns the socket.
 """
 
@@ -18,7 +18,7 @@ __all__ = ["FrontDoor"]
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE_BYTES = 8190
-"""aiohttp's limit; a longer line goes to aiohttp, which answers 4xx."""
+"""aiohttp's limit; a longer line goes to aiohttp, which rejects it with 4xx."""
 REQUEST_LINE_TIMEOUT_S = 10.0
 """Time a new connection gets to send its request line."""
 
@@ -62,7 +62,7 @@ class FrontDoor(asyncio.Protocol):
             self._hand_over(self._http())
 
     def eof_received(self) -> bool:
-        # The peer left before a whole request line: nothing to answer.
+        # The peer left before sending a whole request line, so no response is due.
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -1,8 +1,8 @@
 """The accumulator WebSocket endpoint on picows, the ingest hot path.
 
-picows parses frames in C and checks what RFC 6455 asks of each frame header:
+picows parses frames in C and makes the RFC 6455 checks of each frame header:
 masking (1002), opcodes (1002), control frame sizes (1002), close codes and the
-frame size limit (1009). This module answers pings and adds the rules
+frame size limit (1009). This module replies to pings and adds the rules
 that span frames or need the payload: reserved bits without an extension
 (1002), reassembly of fragmented messages and their size limit (1009), UTF-8 of
 text messages (1007) and the close handshake.
@@ -53,10 +53,10 @@ CLOSE_TIMEOUT_S = 5.0
 """Time to wait for the client's close frame after the server sends its own."""
 HANDSHAKE_TIMEOUT_S = 5.0
 READ_MAX_BYTES = 64 * 1024
-"""Largest socket read, so that a run of frames stays in the CPU caches."""
+"""Largest socket read, which bounds each connection's read buffer."""
 READ_BUFFER_BYTES = 4096
-"""First size of a connection's read buffer; picows doubles it as needed, and
-thousands of idle producers must fit in memory."""
+"""First size of a connection's read buffer. picows doubles it as needed, and
+it starts small so that thousands of idle producers fit in memory."""
 
 BINARY = WSMsgType.BINARY
 TEXT = WSMsgType.TEXT
@@ -108,8 +108,7 @@ class _ReadCappedProtocol(WSProtocol):
 
     picows doubles its read buffer whenever a read fills it, so a producer
     that outpaces the server would grow each connection's buffer to
-    megabytes. Capped reads keep that memory bounded and a run's payloads
-    small enough for the CPU caches.
+    megabytes. Capped reads keep that memory bounded.
     """
 
     def get_buffer(self, size_hint: int) -> memoryview:
@@ -168,8 +167,8 @@ def _upgrade(
         return _rejected(state, resolved, request_id)
     _, accumulator = resolved
 
-    # picows takes only "Connection: upgrade"; RFC 7230 allows a token list,
-    # which resolve_upgrade has already checked.
+    # picows accepts only "Connection: upgrade", but RFC 7230 allows a token
+    # list, which resolve_upgrade has already checked.
     request.headers["Connection"] = "upgrade"
     recorded = request.headers.get(GROUND_TRUTH_HEADER) == "1"
     listener = _ProducerConnection(state, name, accumulator, peer, recorded)
@@ -226,8 +225,6 @@ class _ProducerConnection(WSListener):
         self._fragment_bytes = 0
         self._closing = False
         self._sent_close = False
-        self._plain = True
-        """No fragmented message open and no close sent: binary frames are events."""
         self._timer: asyncio.TimerHandle | None = None
         self._text_events = state.profile.text_frames_are_events
         self._stop_at_drop = state.profile.close_when_nothing_accepted
@@ -250,15 +247,7 @@ class _ProducerConnection(WSListener):
             ", ground truth recorded" if self._recorder else "",
         )
         if self.accumulator is None:
-            logger.info(
-                "accumulator %s: closing connection from %s:%s with %d, not registered",
-                self.name,
-                *self.peer,
-                CLOSE_NOT_REGISTERED,
-            )
-            self.close(
-                CLOSE_NOT_REGISTERED, f"accumulator '{self.name}' not registered"
-            )
+            self._close_not_registered()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         # The hot path. Frames are kept until the read's last one, where the
@@ -275,7 +264,7 @@ class _ProducerConnection(WSListener):
             self._on_read(frames)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        # Frames still kept here lost their read buffer: a callback failed.
+        # Frames still kept here lost their read buffer, because a callback failed.
         self._frames = []
         self._keep = self._frames.append
         self._flush()
@@ -301,6 +290,12 @@ class _ProducerConnection(WSListener):
             self.close_code,
         )
 
+    @property
+    def _plain(self) -> bool:
+        """Whether a whole binary frame is an event: no fragmented message is
+        open and no close frame has been sent."""
+        return self._fragments is None and not self._closing
+
     def _on_read(self, frames: list[WSFrame]) -> None:
         if self._plain:
             if len(frames) == 1:
@@ -323,11 +318,10 @@ class _ProducerConnection(WSListener):
     # Closing.
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame and disconnect once the client answers or times out."""
+        """Send a close frame, then disconnect on the client's reply or a timeout."""
         if self._closing or self.transport is None:
             return
         self._closing = True
-        self._plain = False
         self._sent_close = True
         self._pending.clear()
         self.transport.send_close(code, reason.encode())
@@ -373,7 +367,6 @@ class _ProducerConnection(WSListener):
             )
         elif not frame.fin:
             self._fragments = []
-            self._plain = False
             self._fragment_type = kind
             self._fragment_bytes = 0
             self._continue_message(frame)
@@ -388,7 +381,6 @@ class _ProducerConnection(WSListener):
         if not self._closing:
             # Echo the client's code, as RFC 6455 section 5.5.1 suggests.
             self._closing = True
-            self._plain = False
             self._sent_close = True
             transport.send_close(WSCloseCode.OK if code == NO_STATUS else code)
         transport.disconnect()
@@ -405,7 +397,6 @@ class _ProducerConnection(WSListener):
         if frame.fin:
             payload = b"".join(self._fragments)
             self._fragments = None
-            self._plain = not self._closing
             self._on_message(self._fragment_type, payload)
 
     def _on_message(self, kind: int, payload: bytes) -> None:
@@ -423,7 +414,7 @@ class _ProducerConnection(WSListener):
             self._ignore_text_frame()
 
     def _ignore_text_frame(self) -> None:
-        # Cloacina logs every ignored text frame; one line per 1000 is enough here.
+        # Cloacina logs every ignored text frame, but one line per 1000 is enough here.
         state = self.state
         state.text_frames_ignored += 1
         if state.text_frames_ignored % 1000 == 1:
@@ -446,7 +437,7 @@ class _ProducerConnection(WSListener):
         if self._recorder is not None:
             self._deliver_recorded(pending)
         elif not self._deliver_run(self.accumulator, pending, self._stop_at_drop):
-            self._close_dropped()
+            self._close_not_registered()
 
     def _deliver_recorded(self, payloads: list[bytes]) -> None:
         # The pending frames are the latest data frames of the connection.
@@ -467,10 +458,10 @@ class _ProducerConnection(WSListener):
                     arrived_wall_ns,
                 )
             elif event_index < 0 and self._stop_at_drop:
-                self._close_dropped()
+                self._close_not_registered()
                 return
 
-    def _close_dropped(self) -> None:
+    def _close_not_registered(self) -> None:
         logger.info(
             "accumulator %s: closing connection from %s:%s with %d, not registered",
             self.name,

@@ -206,11 +206,11 @@ class Registry:
     ) -> bool:
         """Deliver the events of one read in order, like ``deliver`` each.
 
-        When every reactor of the accumulator is idle, fires inline and takes
-        the events through a passthrough, the events are applied as one: the
-        cache keeps the last value, so the reactor fires once for the run, as
-        Cloacina's executor does when its receiver gets ahead of it. Otherwise
-        each event is delivered on its own.
+        The events are applied as one when every reactor of the accumulator
+        is idle, fires inline and takes them through a passthrough. The cache
+        then keeps the last value, so the reactor fires once for the run.
+        Cloacina's executor does the same when its receiver gets ahead of it.
+        Otherwise each event is delivered on its own.
 
         Returns:
             False if an event was dropped and ``stop_at_drop`` ended the run.

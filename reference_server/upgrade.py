@@ -146,8 +146,9 @@ def _reject(
 
 def _check_upgrade(request: UpgradeRequest) -> None:
     headers = request.headers
-    # RFC 6455 section 4.4 asks for 426 with the supported version for any
-    # other version, as tungstenite does; aiohttp would also take version 8.
+    # For any other version, RFC 6455 section 4.4 calls for an HTTP error such
+    # as 426 with the supported version, as tungstenite sends. aiohttp alone
+    # would also accept version 8.
     if headers.get("Sec-WebSocket-Version", "13") != "13":
         raise _Rejected(
             Rejection(

@@ -100,8 +100,8 @@ async def _accumulator_websocket(request: web.Request) -> web.StreamResponse:
     if isinstance(resolved, web.Response):
         return resolved
     # NOTE: an upgrade on a reused keep-alive connection, or over HTTP/1.0,
-    # reaches aiohttp instead of picows and is refused here; the Cloacina
-    # server would accept it. WebSocket clients open a new connection.
+    # reaches aiohttp instead of picows and is rejected here, while the
+    # Cloacina server would accept it. WebSocket clients open a new connection.
     return error_response(
         426,
         "send the accumulator upgrade as HTTP/1.1 GET on a new connection",
