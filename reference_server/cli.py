@@ -22,6 +22,7 @@ import uvloop
 
 from .auth import mask_key, resolve_admin_key, write_key_file
 from .config import ConfigError, KeyConfig, ServerConfig, default_config, load_config
+from .framestep import FRAME_STEPS, FrameStepError
 from .profiles import PROFILES, WIRE_FORMATS, Profile, with_wire
 from .server import start_server
 from .state import DEFAULT_MAX_MESSAGE_BYTES
@@ -91,6 +92,14 @@ def build_parser(prog: str = "python -m reference_server") -> argparse.ArgumentP
         default=DEFAULT_MAX_MESSAGE_BYTES,
         help="largest WebSocket message in bytes; larger ones close with 1009 "
         "(default: 64 MiB, as tungstenite)",
+    )
+    parser.add_argument(
+        "--frame-step",
+        default="auto",
+        choices=FRAME_STEPS,
+        help="per-frame step of accumulator connections: compiled (C, built "
+        "at install), python (slower, for comparison) or auto (compiled when "
+        "it was built, default)",
     )
     parser.add_argument(
         "--log-level",
@@ -216,7 +225,11 @@ async def _serve(
             profile=profile,
             ground_truth=args.ground_truth,
             max_message_bytes=args.max_message_bytes,
+            frame_step_choice=args.frame_step,
         )
+    except FrameStepError as exc:
+        print(f"error: --frame-step compiled: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     except socket.gaierror as exc:
         print(
             f"error: cannot resolve --host {host!r}: {exc.strerror or exc}; "

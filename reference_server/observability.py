@@ -39,6 +39,7 @@ def stats(state: ServerState) -> dict:
         "queue_depth_max": totals["queue_depth_max"],
         "connections": sum(state.connections.values()),
         "upgrades_abandoned": state.upgrades_abandoned,
+        "frame_step": state.frame_step,
     }
 
 

@@ -7,16 +7,16 @@ that span frames or need the payload: reserved bits without an extension
 (1002), reassembly of fragmented messages and their size limit (1009), UTF-8 of
 text messages (1007) and the close handshake.
 
-Data frames are not delivered one by one. The binary frames of one socket read
-are collected and handed to ``Registry.deliver_run`` together when picows
-delivers the read's last frame, or before any other frame, so order is kept.
+Data frames are not delivered one by one. The per-frame step (``framestep``)
+collects the whole binary frames of one socket read, and they go to
+``Registry.deliver_run`` together at the read's last frame, or before any
+other frame, so order is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import time
 import uuid
 from collections.abc import Callable
@@ -65,30 +65,6 @@ CONTINUATION = WSMsgType.CONTINUATION
 NO_STATUS = 1005
 """RFC 6455 code for a close frame that carries no status code."""
 
-_HEADER = operator.attrgetter("msg_type", "fin", "rsv1", "rsv2", "rsv3")
-_BINARY = (BINARY, 1, 0, 0, 0)
-"""Header of a whole binary message with no reserved bit set."""
-_MSG_TYPE = operator.attrgetter("msg_type")
-_FIN = operator.attrgetter("fin")
-_RSV1 = operator.attrgetter("rsv1")
-_RSV2 = operator.attrgetter("rsv2")
-_RSV3 = operator.attrgetter("rsv3")
-_PAYLOAD = WSFrame.get_payload_as_bytes
-
-
-def _all_whole_binary(frames: list[WSFrame]) -> bool:
-    """Return whether every frame is a whole binary message without reserved bits.
-
-    One C loop per header field costs less than a tuple per frame.
-    """
-    return (
-        list(map(_MSG_TYPE, frames)).count(BINARY) == len(frames)
-        and all(map(_FIN, frames))
-        and not any(map(_RSV1, frames))
-        and not any(map(_RSV2, frames))
-        and not any(map(_RSV3, frames))
-    )
-
 
 class _PicowsLog(logging.LoggerAdapter):
     # picows logs each frame it rejects at ERROR; the connection logs and counts
@@ -115,8 +91,16 @@ class _ReadCappedProtocol(WSProtocol):
         return super().get_buffer(size_hint)[:READ_MAX_BYTES]
 
 
-def protocol_factory(state: ServerState) -> Callable[[Any], WSProtocol]:
-    """Return a factory of picows protocols for the front door's hand-over."""
+def protocol_factory(
+    state: ServerState, frame_base: type[WSListener]
+) -> Callable[[Any], WSProtocol]:
+    """Return a factory of picows protocols for the front door's hand-over.
+
+    Args:
+        frame_base: the per-frame step that connections build on, from
+            ``framestep.frame_step``.
+    """
+    connection_class = type("ProducerConnection", (_ProducerConnection, frame_base), {})
 
     def make(transport: asyncio.Transport) -> WSProtocol:
         peer = _peer(transport)
@@ -124,7 +108,7 @@ def protocol_factory(state: ServerState) -> Callable[[Any], WSProtocol]:
             None,  # host and port: client side only
             None,  # path: client side only
             False,  # is_client_side
-            partial(_upgrade, state, peer),
+            partial(_upgrade, state, peer, connection_class),
             _picows_logger,
             True,  # disconnect_on_exception
             HANDSHAKE_TIMEOUT_S,
@@ -148,7 +132,10 @@ def close_all(state: ServerState) -> None:
 
 
 def _upgrade(
-    state: ServerState, peer: tuple[str, int], request: WSUpgradeRequest
+    state: ServerState,
+    peer: tuple[str, int],
+    connection_class: type[_ProducerConnection],
+    request: WSUpgradeRequest,
 ) -> WSUpgradeResponseWithListener:
     request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
     target = urlsplit(request.path.decode("latin-1"))
@@ -171,7 +158,7 @@ def _upgrade(
     # list, which resolve_upgrade has already checked.
     request.headers["Connection"] = "upgrade"
     recorded = request.headers.get(GROUND_TRUTH_HEADER) == "1"
-    listener = _ProducerConnection(state, name, accumulator, peer, recorded)
+    listener = connection_class(state, name, accumulator, peer, recorded)
     state.api_requests[("GET", 101)] += 1
     response = WSUpgradeResponse.create_101_response({REQUEST_ID_HEADER: request_id})
     return WSUpgradeResponseWithListener(response, listener)
@@ -191,8 +178,11 @@ def _rejected(
     return WSUpgradeResponseWithListener(response, None)
 
 
-class _ProducerConnection(WSListener):
-    """One producer's accumulator connection.
+class _ProducerConnection:
+    """One producer's accumulator connection, on top of a per-frame step.
+
+    ``protocol_factory`` joins this class with the step's base class: the step
+    calls ``_on_events`` and ``_other_frame``, and reads ``_plain``.
 
     Args:
         accumulator: the resolved accumulator, or None to close with 4404.
@@ -207,6 +197,7 @@ class _ProducerConnection(WSListener):
         peer: tuple[str, int],
         recorded: bool,
     ) -> None:
+        super().__init__()
         self.state = state
         self.name = name
         self.accumulator = accumulator
@@ -215,9 +206,6 @@ class _ProducerConnection(WSListener):
         self.received = 0
         """Data frames received, text ones included: each event's connection_seq."""
         self.close_code: int | None = None
-        self._frames: list[WSFrame] = []
-        """Frames of the current read, up to the last one."""
-        self._keep = self._frames.append
         self._pending: list[bytes] = []
         """Payloads of whole binary messages, not yet delivered."""
         self._fragments: list[bytes] | None = None
@@ -249,24 +237,10 @@ class _ProducerConnection(WSListener):
         if self.accumulator is None:
             self._close_not_registered()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        # The hot path. Frames are kept until the read's last one, where the
-        # whole read is handled with C loops rather than bytecode per frame.
-        # NOTE: picows documents a frame as valid only during its callback.
-        # picows 2.3 (pinned) keeps a read's bytes in place until the callback
-        # of its last frame returns, and delivers every frame (pings too, with
-        # its automatic pong off), which is what makes keeping them safe.
-        self._keep(frame)
-        if frame.last_in_buffer:
-            frames = self._frames
-            self._frames = []
-            self._keep = self._frames.append
-            self._on_read(frames)
-
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        # Frames still kept here lost their read buffer, because a callback failed.
-        self._frames = []
-        self._keep = self._frames.append
+        # Payloads that a failed read left behind still count, as for a
+        # reader of one frame at a time.
+        self._pending = self.take_read()
         self._flush()
         if self._timer is not None:
             self._timer.cancel()
@@ -296,30 +270,15 @@ class _ProducerConnection(WSListener):
         open and no close frame has been sent."""
         return self._fragments is None and not self._closing
 
-    def _on_read(self, frames: list[WSFrame]) -> None:
-        if self._plain:
-            if len(frames) == 1:
-                if _HEADER(frames[0]) == _BINARY:
-                    self._pending = [frames[0].get_payload_as_bytes()]
-                    self._flush()
-                    return
-            elif _all_whole_binary(frames):
-                self._pending = list(map(_PAYLOAD, frames))
-                self._flush()
-                return
-        for frame in frames:
-            if self._plain and _HEADER(frame) == _BINARY:
-                self._pending.append(frame.get_payload_as_bytes())
-            else:
-                self._flush()
-                self._other_frame(frame)
+    def _on_events(self, payloads: list[bytes]) -> None:
+        self._pending = payloads
         self._flush()
 
     # Closing.
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame, then disconnect on the client's reply or a timeout."""
-        if self._closing or self.transport is None:
+        if self._closing or self.transport is None or self.transport.is_disconnected:
             return
         self._closing = True
         self._sent_close = True

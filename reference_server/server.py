@@ -11,6 +11,7 @@ from . import producer_ws
 from .app import create_app
 from .auth import KeyStore
 from .config import ServerConfig
+from .framestep import frame_step
 from .frontdoor import FrontDoor
 from .groundtruth import GroundTruth
 from .httperrors import RequestErrorLog
@@ -75,6 +76,7 @@ async def start_server(
     profile: Profile = TUTORIAL,
     ground_truth: bool = False,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    frame_step_choice: str = "auto",
 ) -> ReferenceServer:
     """Bind the server and start serving on the running event loop.
 
@@ -85,10 +87,13 @@ async def start_server(
         profile: protocol profile, ``TUTORIAL`` or ``CLOACINA``.
         ground_truth: serve the ``/_ground_truth`` endpoints.
         max_message_bytes: largest WebSocket message; larger ones close with 1009.
+        frame_step_choice: ``--frame-step``, one of ``framestep.FRAME_STEPS``.
 
     Raises:
         OSError: the address cannot be bound.
+        FrameStepError: the compiled frame step was asked for and is missing.
     """
+    frame_base, frame_label = frame_step(frame_step_choice)
     recorder = GroundTruth() if ground_truth else None
     registry = Registry(config, profile, recorder)
     state = ServerState(
@@ -97,6 +102,7 @@ async def start_server(
         profile=profile,
         ground_truth=recorder,
         max_message_bytes=max_message_bytes,
+        frame_step=frame_label,
     )
     app = create_app(state)
 
@@ -109,7 +115,7 @@ async def start_server(
         logger=RequestErrorLog(logging.getLogger("aiohttp.server"), state.http_errors),
     )
     await runner.setup()
-    http, websocket = runner.server, producer_ws.protocol_factory(state)
+    http, websocket = runner.server, producer_ws.protocol_factory(state, frame_base)
     try:
         listener = await asyncio.get_running_loop().create_server(
             lambda: FrontDoor(http, websocket, _is_producer_upgrade),
@@ -126,13 +132,14 @@ async def start_server(
     server = ReferenceServer(runner, listener, state, host, bound_port)
     logger.info(
         "reference server listening on %s with %d graph(s) and %d accumulator(s) "
-        "from %s, profile %s, ground truth %s",
+        "from %s, profile %s, ground truth %s, frame step %s",
         server.url,
         len(config.graphs),
         len(config.accumulators),
         config.source,
         profile.name,
         "on" if ground_truth else "off",
+        frame_label,
     )
     return server
 

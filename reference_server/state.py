@@ -26,6 +26,8 @@ class ServerState:
     """Recorder behind ``/_ground_truth``; None unless ``--ground-truth``."""
     tickets: TicketStore = field(default_factory=TicketStore)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    frame_step: str = "python"
+    """Per-frame step of producer connections, ``compiled`` or ``python``."""
     connections: Counter[str] = field(default_factory=Counter)
     """Open WebSockets by endpoint, ``accumulator`` or ``reactor``."""
     ws_messages: Counter[tuple[str, str]] = field(default_factory=Counter)

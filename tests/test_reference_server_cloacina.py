@@ -649,7 +649,9 @@ def test_stats_shape(server):
         "queue_depth_max",
         "connections",
         "upgrades_abandoned",
+        "frame_step",
     ]
+    assert body["frame_step"] in ("compiled", "python")
     assert body["cpu_seconds"] > 0
     assert body["events_total"] >= 1
     ws = connect(server, "orderbook")

@@ -11,6 +11,7 @@ import base64
 import os
 import socket
 import struct
+import time
 
 import pytest
 from conftest import start_reference_server, stop_reference_server
@@ -176,6 +177,7 @@ def test_violation_closes_with_code(server, frames, code):
 
 
 def test_unmasked_after_masked_frames(server):
+    before = events_total(server)
     sock = connect(server)
     event = b'{"best_bid": 1, "best_ask": 2}'
     sock.sendall(
@@ -184,6 +186,18 @@ def test_unmasked_after_masked_frames(server):
 
     assert close_code(sock) == 1002
     sock.close()
+    # The events before the violation still count, as in a reader of one frame
+    # at a time.
+    deadline = time.monotonic() + 5.0
+    while events_total(server) < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert events_total(server) == before + 3
+
+
+def events_total(server) -> int:
+    status, body = server.get_json("/_loadgen/stats")
+    assert status == 200, body
+    return body["events_total"]
 
 
 # Normal operation.

@@ -630,6 +630,8 @@ def measure_server(repetitions: int, duration_s: float = 5.0) -> list[dict]:
     for repetition in range(1, repetitions + 1):
         process, port = server_ingest.start_server("tutorial", 0)
         try:
+            step = server_ingest.stats(port)["frame_step"]
+            print(f"run {repetition} server frame step: {step}", flush=True)
             shapes = {
                 "back_to_back": server_ingest.back_to_back(port, 0),
                 "one_per_segment": server_ingest.one_per_segment(port, 64, 2),

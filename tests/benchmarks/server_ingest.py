@@ -1,6 +1,7 @@
 """Ingest benchmark of the reference server; run on demand, not by pytest.
 
     /work/venv/bin/python tests/benchmarks/server_ingest.py [--profile cloacina]
+        [--frame-step python]
 
 Starts the server with ``taskset`` on one core (when available), then measures
 events per second accepted by the server (from ``/_loadgen/stats``) in two
@@ -36,9 +37,12 @@ def masked_frame(payload: bytes) -> bytes:
     return struct.pack("!BB", 0x82, 0x80 | len(payload)) + b"\0\0\0\0" + payload
 
 
-def start_server(profile: str, core: int) -> tuple[subprocess.Popen, int]:
+def start_server(
+    profile: str, core: int, frame_step: str = "auto"
+) -> tuple[subprocess.Popen, int]:
     command = [sys.executable, "-m", "reference_server", "--port", "0"]
     command += ["--profile", profile, "--log-level", "WARNING"]
+    command += ["--frame-step", frame_step]
     if shutil.which("taskset"):
         command = ["taskset", "-c", str(core), *command]
     process = subprocess.Popen(
@@ -184,10 +188,17 @@ def main() -> int:
         help="processes sending one frame per segment (default 2)",
     )
     parser.add_argument("--core", type=int, default=0, help="CPU core for the server")
+    parser.add_argument(
+        "--frame-step",
+        default="auto",
+        choices=["auto", "compiled", "python"],
+        help="the server's --frame-step (default auto)",
+    )
     args = parser.parse_args()
 
-    process, port = start_server(args.profile, args.core)
+    process, port = start_server(args.profile, args.core, args.frame_step)
     try:
+        print(f"server frame step: {stats(port)['frame_step']}")
         rate, cpu = measure(port, back_to_back(port, args.core), args.duration_s)
         print(f"back to back, 1 connection: {describe(rate, cpu)}")
         sender = one_per_segment(port, args.connections, args.senders)
