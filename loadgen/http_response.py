@@ -1,4 +1,4 @@
-"""Incremental parsing of HTTP/1.x responses, without I/O.
+"""Incremental parsing of HTTP/1.x responses, without I/O, on httptools.
 
 ``ResponseParser`` consumes the bytes a socket returns and yields the status,
 the body and whether the connection may carry another request. The health
@@ -8,15 +8,17 @@ latency probe sends a request every millisecond or so. It reads what HTTP/1.1
 servers send to a GET or POST: Content-Length and chunked bodies, bodies that
 end when the server closes the connection, ``Connection: close``, interim 1xx
 responses, and HTTP/1.0 responses.
-"""
 
-# TODO: this parser is the project's own, but httptools (llhttp in C, kept by
-# the uvloop authors) parses the same responses. Replace it once the per-poll
-# cost of httptools' callbacks is measured against parse_plain_response.
+httptools (llhttp in C, kept by the uvloop authors) does the parsing. One
+parser serves every response on a connection: a new httptools parser per
+response took about twice the time to parse a health response, while a reused
+one takes about what this project's earlier hand-written parser did, as
+``tests/benchmarks/bench_http_parse.py`` measures.
+"""
 
 from __future__ import annotations
 
-import re
+import httptools
 
 __all__ = [
     "IncompleteResponse",
@@ -24,66 +26,16 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_HEAD_BYTES",
     "ResponseParser",
-    "parse_plain_response",
 ]
 
 MAX_HEAD_BYTES = 65536
-"""Largest status line and header block, and largest chunk-size or trailer line."""
+"""Maximum bytes read while the response head is unfinished. httptools has no
+limit of its own, and a head that ends within the read that crosses this
+limit is accepted."""
 MAX_BODY_BYTES = 1024 * 1024 * 1024
 """Largest body accepted, a guard against a runaway response. Health bodies are
 far smaller: the fire log's maximum of 200 rows is about 40 kB, though the
 reference server's ground-truth lists grow with the fires it has run."""
-HEX_DIGITS = b"0123456789abcdefABCDEF"
-_FRAMING_LINE = re.compile(
-    rb"\n(?:(content-length|transfer-encoding|connection)[ \t]*:[ \t]*([^\r\n]*)"
-    rb"|[ \t])",
-    re.IGNORECASE,
-)
-"""A header line that delimits the body or the connection, or a folded line."""
-
-# Parser states, named for what the next bytes are.
-_HEAD = "head"
-_FIXED_BODY = "body of Content-Length bytes"
-_BODY_UNTIL_CLOSE = "body until the connection closes"
-_CHUNK_SIZE = "chunk size line"
-_CHUNK_DATA = "chunk data"
-_CHUNK_END = "line end after chunk data"
-_TRAILERS = "trailer section"
-_DONE = "done"
-
-
-def parse_plain_response(data: bytes) -> tuple[int, bytes] | None:
-    """Return the status and body if ``data`` is exactly one plain response.
-
-    A plain response is HTTP/1.1 with CRLF line ends, a final status other than
-    204 or 304, one Content-Length, no Transfer-Encoding and no Connection
-    field, so the connection stays open. The health endpoints send such
-    responses, and this check costs a fraction of what ``ResponseParser``
-    costs on each of the probe's polls. For anything else it returns None, and
-    the caller passes the same bytes to ``ResponseParser``. For a response
-    that ``ResponseParser`` accepts, both return the same status and body, but
-    this function does not check that every header line has a colon.
-    """
-    head_end = data.find(b"\r\n\r\n")
-    if head_end < 0 or not data.startswith(b"HTTP/1.1 "):
-        return None
-    code = data[9:12]
-    if not code.isdigit() or data[12:13] not in (b" ", b"\r"):
-        return None
-    status = int(code)
-    if status < 200 or status == 204 or status == 304:
-        return None
-
-    # One regular expression scan finds every line that matters. It measured
-    # faster than a separate substring search for each field name.
-    fields = _FRAMING_LINE.findall(data, 9, head_end)
-    if len(fields) != 1 or fields[0][0].lower() != b"content-length":
-        return None
-    length = fields[0][1].rstrip()
-    body_start = head_end + 4
-    if not length.isdigit() or len(data) - body_start != int(length):
-        return None
-    return status, data[body_start:]
 
 
 class InvalidResponse(Exception):
@@ -95,13 +47,23 @@ class IncompleteResponse(InvalidResponse):
 
 
 class ResponseParser:
-    """Parser of one HTTP/1.x response to a GET or POST request.
+    """Parser of HTTP/1.x responses to GET or POST requests on one connection.
 
     It never touches a socket. Pass it what the socket returns with ``feed``,
     and call ``feed_eof`` when a read returns no bytes because the server closed
     the connection. Once ``complete`` is true, ``status``, ``body`` and
-    ``keep_alive`` describe the response. Redirects are responses like any
-    other: following them is the caller's choice.
+    ``keep_alive`` describe the response. Call ``reset`` before the next
+    response. Redirects are responses like any other: following them is the
+    caller's choice.
+
+    llhttp checks the syntax and delimits the body. The callbacks below add the
+    size limits, the rejection of transfer codings other than chunked, the
+    skipping of interim 1xx responses, ``extra_data``, and the end of a body
+    that the connection's close delimits, because httptools does not expose
+    ``llhttp_finish``. Unlike a lenient reader, llhttp rejects both
+    Content-Length and Transfer-Encoding in one response, repeated
+    Content-Length fields even when equal, folded header lines, and control
+    characters in field values.
 
     Raises (from ``feed`` and ``feed_eof``):
         InvalidResponse: the bytes break HTTP/1.1 message syntax, use a
@@ -120,10 +82,31 @@ class ResponseParser:
         """Whether the whole response has been read."""
         self.extra_data = False
         """Whether bytes followed the response, which leaves the connection unusable."""
-        self._state = _HEAD
-        self._pending = b""
+        self._parser = _new_llhttp_parser(self)
+        self._clear()
+
+    def reset(self) -> None:
+        """Ready the parser for the next response.
+
+        llhttp's parser is kept only after a complete response that kept the
+        connection alive with no bytes after it, when llhttp waits at the start
+        of a message. Otherwise a new one replaces it, so ``reset`` is also
+        right for a response on a new connection.
+        """
+        if not self.complete or not self.keep_alive or self.extra_data:
+            self._parser = _new_llhttp_parser(self)
+        self.status = 0
+        self.body = b""
+        self.keep_alive = True
+        self.complete = False
+        self.extra_data = False
+        self._clear()
+
+    def _clear(self) -> None:
         self._parts: list[bytes] = []
-        self._remaining = 0
+        self._in_head = True
+        self._head_bytes = 0
+        self._framing = ""
         self._body_size = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -131,34 +114,26 @@ class ResponseParser:
         if self.complete:
             self.extra_data = self.extra_data or len(data) > 0
             return
-        data = self._pending + data if self._pending else bytes(data)
-        self._pending = b""
-        position = 0
-        size = len(data)
-        while position < size and not self.complete:
-            state = self._state
-            if state is _FIXED_BODY or state is _CHUNK_DATA:
-                end = min(size, position + self._remaining)
-                self._parts.append(data[position:end])
-                self._remaining -= end - position
-                position = end
-                if self._remaining == 0 and state is _FIXED_BODY:
-                    self._finish()
-                elif self._remaining == 0:
-                    self._state = _CHUNK_END
-            elif state is _BODY_UNTIL_CLOSE:
-                self._add_to_body_size(size - position)
-                self._parts.append(data[position:])
-                position = size
-            else:
-                # The head and the chunk framing lines wait until they are whole.
-                end = self._parse_framing(data, position)
-                if end < 0:
-                    self._keep_pending(data[position:])
-                    return
-                position = end
-        if self.complete and position < size:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            if self.complete:
+                # on_message_begin stopped llhttp at the bytes after the response.
+                self.extra_data = True
+                return
+            # The callbacks below raise InvalidResponse, which httptools wraps.
+            if isinstance(error.__context__, InvalidResponse):
+                raise error.__context__ from None
+            raise InvalidResponse(f"HTTP parser callback failed: {error}") from None
+        except httptools.HttpParserError as error:
+            if not self.complete:
+                raise InvalidResponse(self._describe(error)) from None
+            # llhttp read the response, then failed on the bytes after it.
             self.extra_data = True
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise InvalidResponse("the response's head is too long")
 
     def feed_eof(self) -> None:
         """Record that the server closed the connection.
@@ -166,153 +141,95 @@ class ResponseParser:
         Raises:
             IncompleteResponse: the response had not ended.
         """
-        if self._state is _BODY_UNTIL_CLOSE:
+        if not self.complete and not self._in_head and not self._framing:
             self._finish()
         self.keep_alive = False
         if not self.complete:
             raise IncompleteResponse(
-                f"the connection closed in the response's {self._state}"
+                f"the connection closed in the response's {self._part_name()}"
             )
+
+    def _describe(self, error: httptools.HttpParserError) -> str:
+        """Return the message for an llhttp syntax error, which names the part."""
+        if isinstance(error, httptools.HttpParserInvalidStatusError) or (
+            self._in_head and self._parser.get_status_code() == 0
+        ):
+            return f"invalid status line: {error}"
+        if self._in_head:
+            return f"invalid header: {error}"
+        return f"invalid {self._part_name()}: {error}"
+
+    def _part_name(self) -> str:
+        if self._in_head:
+            return "head"
+        if self._framing == "chunked":
+            return "chunked body"
+        if self._framing:
+            return "body of Content-Length bytes"
+        return "body until the connection closes"
 
     def _finish(self) -> None:
         parts = self._parts
         self.body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._parts = []
-        self._state = _DONE
         self.complete = True
 
-    def _keep_pending(self, rest: bytes) -> None:
-        if len(rest) > MAX_HEAD_BYTES:
-            raise InvalidResponse(f"the response's {self._state} is too long")
-        self._pending = rest
+    # httptools calls the methods below from feed_data. The probe's polls pay
+    # for each call, so they do little.
 
-    def _add_to_body_size(self, size: int) -> None:
-        self._body_size += size
-        if self._body_size > MAX_BODY_BYTES:
-            raise InvalidResponse(f"the body exceeds {MAX_BODY_BYTES} bytes")
+    def on_message_begin(self) -> None:
+        # Another message after the response would overwrite its status and
+        # body, so llhttp stops here.
+        if self.complete:
+            raise InvalidResponse("bytes after the response")
 
-    def _parse_framing(self, data: bytes, start: int) -> int:
-        """Parse a head or one chunk framing line at ``start``.
-
-        Returns:
-            The position after what was parsed, or -1 if it is not whole yet.
-        """
-        if self._state is _HEAD:
-            return self._parse_head(data, start)
-        end = data.find(b"\n", start)
-        if end < 0:
-            return -1
-        line = data[start:end].rstrip(b"\r")
-        if self._state is _CHUNK_SIZE:
-            self._start_chunk(line)
-        elif self._state is _CHUNK_END:
-            if line:
-                raise InvalidResponse("chunk data is longer than its chunk size")
-            self._state = _CHUNK_SIZE
-        elif not line:
-            # An empty line ends the trailer section, and so the body.
-            self._finish()
-        return end + 1
-
-    def _parse_head(self, data: bytes, start: int) -> int:
-        # Servers end lines with CRLF, but a bare LF is accepted too, as
-        # http.client accepts it. The head ends at the first empty line.
-        crlf_end = data.find(b"\r\n\r\n", start)
-        lf_end = data.find(b"\n\n", start)
-        if lf_end >= 0 and (crlf_end < 0 or lf_end < crlf_end):
-            end, after = lf_end, lf_end + 2
-        elif crlf_end >= 0:
-            end, after = crlf_end, crlf_end + 4
-        else:
-            return -1
-        if end - start > MAX_HEAD_BYTES:
-            raise InvalidResponse(f"the response head exceeds {MAX_HEAD_BYTES} bytes")
-        lines = data[start:end].split(b"\n")
-
-        # Read the status line.
-        status_line = lines[0].rstrip(b"\r")
-        version = status_line[:9]
-        code = status_line[9:12]
-        if (
-            version not in (b"HTTP/1.1 ", b"HTTP/1.0 ")
-            or len(code) != 3
-            or not code.isdigit()
-            or status_line[12:13] not in (b"", b" ")
-        ):
-            raise InvalidResponse(f"invalid status line {status_line[:80]!r}")
-        status = int(code)
-        if 100 <= status < 200 and status != 101:
-            # An interim response such as 100 Continue comes before the final one.
-            return after
-
-        # Read the fields that delimit the body and the connection.
-        lengths = set()
-        transfer_codings: list[bytes] = []
-        connection_options: list[bytes] = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise InvalidResponse(f"invalid header line {line[:80]!r}")
-            name = name.strip().lower()
-            if name == b"content-length":
-                lengths.add(value.strip())
-            elif name == b"transfer-encoding":
-                transfer_codings += _tokens(value)
-            elif name == b"connection":
-                connection_options += _tokens(value)
-        self.status = status
-        if version == b"HTTP/1.1 ":
-            self.keep_alive = b"close" not in connection_options
-        else:
-            self.keep_alive = b"keep-alive" in connection_options
-        self._delimit_body(status, lengths, transfer_codings)
-        return after
-
-    def _delimit_body(self, status: int, lengths: set, transfer_codings: list) -> None:
-        # The rules come in the order that RFC 9112 section 6.3 gives them.
-        if status == 101:
-            raise InvalidResponse("unexpected 101 Switching Protocols")
-        if status in (204, 304):
-            self._finish()
-        elif transfer_codings:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp has checked the syntax. Comparing lengths first skips
+        # lower() for all but the two fields that delimit the body.
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            self._framing = "Content-Length"
+            if int(value) > MAX_BODY_BYTES:
+                raise InvalidResponse(f"the body exceeds {MAX_BODY_BYTES} bytes")
+        elif size == 17 and name.lower() == b"transfer-encoding":
             # Only chunked can be removed here. Another coding, such as gzip,
             # would leave a body that is no JSON.
-            if any(coding != b"chunked" for coding in transfer_codings):
-                codings = b", ".join(transfer_codings).decode("latin-1")
+            self._framing = "chunked"
+            if value.strip().lower() != b"chunked":
+                codings = value.decode("latin-1")
                 raise InvalidResponse(f"unsupported transfer coding {codings!r}")
-            # A Content-Length beside chunked may be an attempt at response
-            # smuggling, so the connection is not reused after it.
-            self.keep_alive = self.keep_alive and not lengths
-            self._state = _CHUNK_SIZE
-        elif lengths:
-            length = next(iter(lengths)) if len(lengths) == 1 else b""
-            if not length.isdigit():
-                values = b", ".join(sorted(lengths)).decode("latin-1")
-                raise InvalidResponse(f"invalid Content-Length {values!r}")
-            self._remaining = int(length)
-            self._add_to_body_size(self._remaining)
-            self._state = _FIXED_BODY
-            if self._remaining == 0:
-                self._finish()
-        else:
-            # Without either header the body ends when the server closes.
-            self.keep_alive = False
-            self._state = _BODY_UNTIL_CLOSE
 
-    def _start_chunk(self, line: bytes) -> None:
-        # A chunk size may carry extensions after a semicolon; they are ignored.
-        size_text = line.partition(b";")[0].strip()
-        if not size_text or size_text.lstrip(HEX_DIGITS):
-            raise InvalidResponse(f"invalid chunk size line {line[:80]!r}")
-        size = int(size_text, 16)
-        self._add_to_body_size(size)
-        if size == 0:
-            self._state = _TRAILERS
-        else:
-            self._remaining = size
-            self._state = _CHUNK_DATA
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status == 101:
+            raise InvalidResponse("unexpected 101 Switching Protocols")
+        if status < 200:
+            # An interim response such as 100 Continue comes before the final
+            # one, and llhttp reads the final one as the next message.
+            self._framing = ""
+            return
+        self.status = status
+        # llhttp clears its keep-alive flags once the message is complete.
+        self.keep_alive = self._parser.should_keep_alive()
+        self._in_head = False
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_BODY_BYTES:
+            raise InvalidResponse(f"the body exceeds {MAX_BODY_BYTES} bytes")
+        self._parts.append(body)
+
+    def on_message_complete(self) -> None:
+        # The end of an interim 1xx response is not the end of the response.
+        if not self._in_head:
+            self._finish()
 
 
-def _tokens(value: bytes) -> list[bytes]:
-    """Return the lowercased members of a comma-separated header value."""
-    return [token.strip().lower() for token in value.split(b",") if token.strip()]
+def _new_llhttp_parser(protocol: ResponseParser) -> httptools.HttpResponseParser:
+    parser = httptools.HttpResponseParser(protocol)
+    # Accept lines that end in a bare LF, as http.client does. llhttp calls
+    # the leniency dangerous because a proxy that accepts it may read a
+    # message differently from the server behind it, but this client
+    # forwards nothing.
+    parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+    return parser

@@ -232,6 +232,16 @@ def test_connection_close_response(scripted_server):
     assert server.connections == 2
 
 
+def test_bytes_after_response_close_connection(scripted_server):
+    server = scripted_server({"/extra": send(plain() + b"HTTP/1.1 200")})
+    client = HealthClient(server.url, TOKEN)
+    assert client.get_json("/extra") == BODY
+    assert client.get_json("/extra") == BODY
+    client.close()
+    # The second request goes out on a new connection, not after the bytes.
+    assert [request.connection for request in server.requests] == [1, 2]
+
+
 def test_body_ending_at_close(scripted_server):
     canned = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY_BYTES
     server = scripted_server({"/old": send_and_close(canned)})

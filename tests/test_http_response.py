@@ -4,13 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loadgen import http_response
 from loadgen.http_response import (
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
     IncompleteResponse,
     InvalidResponse,
     ResponseParser,
-    parse_plain_response,
 )
 
 BODY = b'{"items":[],"total":0}'
@@ -83,28 +83,30 @@ def test_chunked_body_with_extension_and_trailer():
         assert parser.keep_alive
 
 
-def test_chunked_with_content_length_closes():
-    parser = parse(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n"
-        b"\r\n3\r\nabc\r\n0\r\n\r\n"
-    )
-    assert parser.body == b"abc"
-    assert not parser.keep_alive
+def test_chunked_with_content_length_is_invalid():
+    # RFC 9112 section 6.3: such a response ought to be handled as an error,
+    # because it may be an attempt at response smuggling.
+    with pytest.raises(InvalidResponse, match="invalid header: Content-Length"):
+        parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n"
+            b"\r\n3\r\nabc\r\n0\r\n\r\n"
+        )
 
 
 def test_chunk_longer_than_size_is_invalid():
-    with pytest.raises(InvalidResponse, match="longer than its chunk size"):
+    with pytest.raises(InvalidResponse, match="invalid chunked body"):
         parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n")
 
 
 def test_invalid_chunk_size():
-    with pytest.raises(InvalidResponse, match="invalid chunk size"):
+    with pytest.raises(InvalidResponse, match="invalid chunked body: .*chunk size"):
         parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n")
 
 
-def test_gzip_transfer_coding_is_rejected():
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"chunked, gzip", b"gzip"])
+def test_other_transfer_coding_is_rejected(codings):
     with pytest.raises(InvalidResponse, match="unsupported transfer coding"):
-        parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+        parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: %s\r\n\r\n" % codings)
 
 
 def test_connection_close_ends_keep_alive():
@@ -196,24 +198,36 @@ def test_invalid_status_line(head):
 
 
 def test_header_line_without_colon():
-    with pytest.raises(InvalidResponse, match="invalid header line"):
+    with pytest.raises(InvalidResponse, match="invalid header"):
         parse(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n")
 
 
-def test_conflicting_content_lengths():
-    with pytest.raises(InvalidResponse, match="invalid Content-Length"):
-        parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n")
+@pytest.mark.parametrize(
+    "field", [b"X: a\x01b", b"X: a\x00b", b"X: a\x7fb", b"X: a\r\n folded"]
+)
+def test_control_character_or_fold_is_invalid(field):
+    with pytest.raises(InvalidResponse, match="invalid header"):
+        parse(b"HTTP/1.1 200 OK\r\n%s\r\nContent-Length: 2\r\n\r\n{}" % field)
 
 
-def test_repeated_equal_content_lengths():
-    parser = parse(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}"
-    )
+def test_obs_text_in_field_value():
+    parser = parse(b"HTTP/1.1 200 OK\r\nX: caf\xe9\tbar\r\nContent-Length: 2\r\n\r\n{}")
     assert parser.body == b"{}"
 
 
+def test_conflicting_content_lengths():
+    with pytest.raises(InvalidResponse, match="invalid header: .*Content-Length"):
+        parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n")
+
+
+def test_repeated_equal_content_lengths_are_invalid():
+    # RFC 9110 section 8.6 lets a recipient reject them, and llhttp does.
+    with pytest.raises(InvalidResponse, match="invalid header: .*Content-Length"):
+        parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
+
+
 def test_negative_content_length():
-    with pytest.raises(InvalidResponse, match="invalid Content-Length"):
+    with pytest.raises(InvalidResponse, match="invalid header: .*Content-Length"):
         parse(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")
 
 
@@ -237,13 +251,33 @@ def test_eof_before_any_byte():
         parse(eof=True)
 
 
-def test_extra_data_after_response():
-    parser = parse(PLAIN + b"HTTP/1.1")
+@pytest.mark.parametrize(
+    "response",
+    [
+        PLAIN + b"HTTP/1.1",
+        PLAIN + b"xyz",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}x",
+    ],
+)
+def test_extra_data_after_response(response):
+    parser = parse(response)
     assert parser.complete
     assert parser.extra_data
-    later = parse(PLAIN)
-    later.feed(b"x")
-    assert later.extra_data
+
+
+def test_second_response_leaves_first_intact():
+    second = b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"
+    parser = parse(PLAIN + second)
+    assert parser.extra_data
+    assert parser.status == 200
+    assert parser.body == BODY
+    assert parser.keep_alive
+
+
+def test_extra_data_in_later_read():
+    parser = parse(PLAIN)
+    parser.feed(b"x")
+    assert parser.extra_data
 
 
 def test_head_too_long():
@@ -251,62 +285,75 @@ def test_head_too_long():
         parse(b"HTTP/1.1 200 OK\r\nX: " + b"a" * MAX_HEAD_BYTES)
 
 
+def test_head_at_limit_in_pieces():
+    head = b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD_BYTES - 40)
+    parser = parse(head[:1000], head[1000:], b"\r\nContent-Length: 2\r\n\r\n{}")
+    assert parser.body == b"{}"
+
+
 def test_content_length_too_large():
     with pytest.raises(InvalidResponse, match="exceeds"):
         parse(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY_BYTES + 1))
 
 
-def test_chunks_too_large():
-    with pytest.raises(InvalidResponse, match="exceeds"):
-        parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"%x\r\n" % (MAX_BODY_BYTES + 1)
-        )
+def test_chunks_too_large(monkeypatch):
+    # The limit applies to chunk data as it arrives.
+    monkeypatch.setattr(http_response, "MAX_BODY_BYTES", 10)
+    parser = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    parser.feed(b"8\r\nabcdefgh\r\n")
+    with pytest.raises(InvalidResponse, match="exceeds 10 bytes"):
+        parser.feed(b"8\r\nabcdefgh\r\n")
 
 
-def test_plain_parse_of_typical_response():
-    assert parse_plain_response(PLAIN) == (200, BODY)
+def test_body_until_close_too_large(monkeypatch):
+    monkeypatch.setattr(http_response, "MAX_BODY_BYTES", 10)
+    with pytest.raises(InvalidResponse, match="exceeds 10 bytes"):
+        parse(b"HTTP/1.1 200 OK\r\n\r\n", b"a" * 6, b"a" * 6)
 
 
-def test_plain_parse_ignores_name_case():
-    response = b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 2\r\n\r\n{}"
-    assert parse_plain_response(response) == (200, b"{}")
-
-
-def test_plain_parse_of_error_status():
-    response = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
-    assert parse_plain_response(response) == (404, b"{}")
+def test_reset_keeps_llhttp_parser_after_keep_alive():
+    parser = parse(PLAIN)
+    llhttp_parser = parser._parser
+    parser.reset()
+    assert not parser.complete
+    assert parser.body == b""
+    parser.feed(PLAIN)
+    assert parser._parser is llhttp_parser
+    assert parser.complete
+    assert parser.body == BODY
 
 
 @pytest.mark.parametrize(
-    "response",
+    "first",
     [
-        PLAIN[:-1],
-        PLAIN + b"x",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTRANSFER-ENCODING: chunked\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}",
-        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.1 100 Continue\r\n\r\n" + PLAIN,
-        b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\n{}",
-        b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}",
-        b"",
+        PLAIN + b"x",
+        PLAIN[:-1],
+        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
     ],
 )
-def test_plain_parse_declines_other_responses(response):
-    assert parse_plain_response(response) is None
+def test_reset_replaces_llhttp_parser_otherwise(first):
+    parser = ResponseParser()
+    llhttp_parser = parser._parser
+    try:
+        parser.feed(first)
+    except InvalidResponse:
+        pass
+    parser.reset()
+    assert parser._parser is not llhttp_parser
+    parser.feed(PLAIN)
+    assert parser.complete
+    assert parser.body == BODY
+    assert not parser.extra_data
 
 
 # Responses with the framing the health endpoints could use, built from parts.
 field_names = st.sampled_from(
     [b"Content-Type", b"Date", b"Server", b"X-Request-Id", b"content-type", b"Vary"]
 )
+# RFC 9110 field values: visible ASCII, obs-text, spaces and tabs.
 field_values = st.binary(max_size=20).filter(
-    lambda value: b"\r" not in value and b"\n" not in value
+    lambda value: all(byte in (9, 32) or 33 <= byte != 127 for byte in value)
 )
 framings = st.sampled_from(["length", "chunked", "close", "connection-close"])
 
@@ -355,11 +402,15 @@ def test_parser_agrees_on_any_split(case, cuts):
     assert parser.keep_alive == (framing in ("length", "chunked"))
 
 
-@given(responses())
-def test_plain_parse_matches_parser(case):
-    status, body, framing, response = case
-    plain = parse_plain_response(response)
-    if framing == "length":
-        assert plain == (status, body)
-    else:
-        assert plain is None
+@given(st.lists(responses(), min_size=1, max_size=4))
+def test_reused_parser_reads_each_response(cases):
+    parser = ResponseParser()
+    for status, body, framing, response in cases:
+        parser.reset()
+        parser.feed(response)
+        if framing == "close":
+            parser.feed_eof()
+        assert parser.complete
+        assert parser.status == status
+        assert parser.body == body
+        assert parser.keep_alive == (framing in ("length", "chunked"))
