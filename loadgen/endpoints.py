@@ -13,9 +13,15 @@ def normalize_base_url(host: str) -> str:
     """Return ``scheme://host:port`` for an ``http``, ``https``, ``ws`` or ``wss`` URL.
 
     Raises:
-        UsageProblem: the URL has another scheme or no host.
+        UsageProblem: the URL is malformed, has another scheme or no host.
     """
-    parts = urlsplit(host if "://" in host else f"http://{host}")
+    try:
+        parts = urlsplit(host if "://" in host else f"http://{host}")
+    except ValueError as error:  # an unclosed "[" of an IPv6 address, say
+        raise UsageProblem(
+            f"invalid host {host!r} ({error}): use a URL such as "
+            "http://127.0.0.1:8080 or http://[::1]:8080"
+        ) from None
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
         raise UsageProblem(
             f"invalid host {host!r}: use a URL such as http://127.0.0.1:8080"

@@ -386,6 +386,7 @@ def _start_probe(environment, **_kwargs) -> None:
         state.fatal_error = None
     try:
         settings.validate()
+        normalize_base_url(environment.host or "http://127.0.0.1:8080")
     except LoadgenError as error:
         _stop_for_usage(environment, error)
         return

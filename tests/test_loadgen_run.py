@@ -171,6 +171,7 @@ def test_unreachable_host_fails(tmp_path, unused_port):
         (["--feed", "zigzag"], "unknown feed 'zigzag'"),
         (["--feed", "replay:/nonexistent/q.csv"], "cannot read feed file"),
         (["--host", "ftp://x"], "invalid host 'ftp://x'"),
+        (["--host", "http://[::1"], "invalid host 'http://[::1'"),
         (["--host", "http://127.0.0.1:9/some/path"], "without a path"),
         (["--rate", "inf"], "invalid --rate inf"),
         (["--rate", "1e15"], "at most 100,000,000"),

@@ -226,6 +226,8 @@ def test_web_ui_starts_load_and_hides_key(tmp_path, reference_server):
         (["--rate-per-user", "-5"], "invalid rate -5"),
         (["--feed", "bogus"], "unknown feed 'bogus'"),
         (["--poll-interval-ms", "0"], "invalid poll interval 0"),
+        (["--host", "http://[::1"], "invalid host 'http://[::1'"),
+        (["--host", "ftp://x"], "invalid host 'ftp://x'"),
     ],
 )
 def test_headless_bad_option_exits_2(tmp_path, reference_server, option, message):
