@@ -38,15 +38,22 @@ class PythonFrameBatcher(WSListener):
     def __init__(self) -> None:
         self._run: list[bytes] = []
         """Payloads of the current read's whole binary frames, not handed over."""
+        self._plain_now: bool | None = None
+        """``_plain`` as read at the read's first frame or after the last call
+        into the connection, the only places where it can change."""
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if self._plain and _HEADER(frame) == _BINARY:
+        if self._plain_now is None:
+            self._plain_now = self._plain
+        if self._plain_now and _HEADER(frame) == _BINARY:
             self._run.append(frame.get_payload_as_bytes())
         else:
             self._hand_over()
+            self._plain_now = None
             self._other_frame(frame)
         if frame.last_in_buffer:
             self._hand_over()
+            self._plain_now = None
 
     def _hand_over(self) -> None:
         if self._run:
@@ -58,6 +65,7 @@ class PythonFrameBatcher(WSListener):
         """Return and forget the payloads not handed over, as at a disconnect."""
         run = self._run
         self._run = []
+        self._plain_now = None
         return run
 
 

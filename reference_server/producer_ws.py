@@ -208,11 +208,11 @@ class _ProducerConnection:
         self.close_code: int | None = None
         self._pending: list[bytes] = []
         """Payloads of whole binary messages, not yet delivered."""
-        self._fragments: list[bytes] | None = None
+        self._fragments: bytearray | None = None
+        """The fragmented message being reassembled, None when none is open."""
         self._fragment_type = BINARY
-        self._fragment_bytes = 0
-        self._closing = False
         self._sent_close = False
+        """Whether this class sent a close frame; picows may send one itself."""
         self._timer: asyncio.TimerHandle | None = None
         self._text_events = state.profile.text_frames_are_events
         self._stop_at_drop = state.profile.close_when_nothing_accepted
@@ -268,7 +268,16 @@ class _ProducerConnection:
     def _plain(self) -> bool:
         """Whether a whole binary frame is an event: no fragmented message is
         open and no close frame has been sent."""
-        return self._fragments is None and not self._closing
+        return self._fragments is None and not self._close_sent
+
+    @property
+    def _close_sent(self) -> bool:
+        """Whether a close frame went out, from this class or from picows after
+        a frame that it rejected. Data frames after it are ignored."""
+        transport = self.transport
+        return self._sent_close or (
+            transport is not None and transport.is_close_frame_sent
+        )
 
     def _on_events(self, payloads: list[bytes]) -> None:
         self._pending = payloads
@@ -278,9 +287,8 @@ class _ProducerConnection:
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame, then disconnect on the client's reply or a timeout."""
-        if self._closing or self.transport is None or self.transport.is_disconnected:
+        if self._close_sent or self.transport is None or self.transport.is_disconnected:
             return
-        self._closing = True
         self._sent_close = True
         self._pending.clear()
         self.transport.send_close(code, reason.encode())
@@ -308,16 +316,18 @@ class _ProducerConnection:
 
     def _other_frame(self, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind == CLOSE:
-            self._on_close(frame)
-            return
-        if self._closing or kind == WSMsgType.PONG:
-            return
-        if kind == WSMsgType.PING:
-            self.transport.send_pong(frame.get_payload_as_bytes())
+        if self._close_sent:
+            if kind == CLOSE:
+                self._on_close_reply(frame)
             return
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self._fail(WSCloseCode.PROTOCOL_ERROR, "reserved bits set, no extension")
+        elif kind == CLOSE:
+            self._on_close(frame)
+        elif kind == WSMsgType.PONG:
+            return
+        elif kind == WSMsgType.PING:
+            self.transport.send_pong(frame.get_payload_as_bytes())
         elif kind == CONTINUATION:
             self._continue_message(frame)
         elif self._fragments is not None:
@@ -325,36 +335,38 @@ class _ProducerConnection:
                 WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one"
             )
         elif not frame.fin:
-            self._fragments = []
+            self._fragments = bytearray()
             self._fragment_type = kind
-            self._fragment_bytes = 0
             self._continue_message(frame)
         else:
             self._on_message(kind, frame.get_payload_as_bytes())
 
     def _on_close(self, frame: WSFrame) -> None:
-        code = int(frame.get_close_code())
-        if self.close_code is None:
-            self.close_code = code
-        transport = self.transport
-        if not self._closing:
+        code = _close_code(frame)
+        self.close_code = code
+        if code == NO_STATUS or _is_valid_close_code(code):
             # Echo the client's code, as RFC 6455 section 5.5.1 suggests.
-            self._closing = True
             self._sent_close = True
-            transport.send_close(WSCloseCode.OK if code == NO_STATUS else code)
-        transport.disconnect()
+            self.transport.send_close(WSCloseCode.OK if code == NO_STATUS else code)
+        else:
+            self._fail(WSCloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
+        self.transport.disconnect()
+
+    def _on_close_reply(self, frame: WSFrame) -> None:
+        if self.close_code is None:
+            self.close_code = _close_code(frame)
+        self.transport.disconnect()
 
     def _continue_message(self, frame: WSFrame) -> None:
         if self._fragments is None:
             self._fail(WSCloseCode.PROTOCOL_ERROR, "continuation frame with no message")
             return
-        self._fragment_bytes += frame.payload_size
-        if self._fragment_bytes > self.state.max_message_bytes:
+        if len(self._fragments) + frame.payload_size > self.state.max_message_bytes:
             self._fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
             return
-        self._fragments.append(frame.get_payload_as_bytes())
+        self._fragments += frame.get_payload_as_memoryview()
         if frame.fin:
-            payload = b"".join(self._fragments)
+            payload = bytes(self._fragments)
             self._fragments = None
             self._on_message(self._fragment_type, payload)
 
@@ -435,3 +447,14 @@ def _peer(transport: asyncio.BaseTransport) -> tuple[str, int]:
     if not peername:
         return ("unknown", 0)
     return (peername[0], peername[1])
+
+
+def _close_code(frame: WSFrame) -> int:
+    """Return a close frame's status code, 1005 (no status) when it has none."""
+    return NO_STATUS if frame.payload_size == 0 else int(frame.get_close_code())
+
+
+def _is_valid_close_code(code: int) -> bool:
+    """Return whether a peer may send ``code`` (RFC 6455 section 7.4 and the
+    IANA registry): 1000 to 1003, 1007 to 1014, or 3000 to 4999."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999

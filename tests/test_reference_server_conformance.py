@@ -23,6 +23,8 @@ MAX_MESSAGE_BYTES = 4096
 READ_TIMEOUT_S = 5.0
 OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY = 0x0, 0x1, 0x2
 OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x8, 0x9, 0xA
+INVALID_CLOSE_CODES = (0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535)
+"""Codes a peer must not send in a close frame (RFC 6455 section 7.4)."""
 
 
 @pytest.fixture(scope="module", params=["tutorial", "cloacina"])
@@ -155,6 +157,13 @@ def close_code(sock: socket.socket) -> int:
             ],
             1009,
         ),
+        ([frame(OPCODE_PING, b"x", rsv=0x40)], 1002),
+        ([frame(OPCODE_PONG, b"x", rsv=0x10)], 1002),
+        ([frame(OPCODE_CLOSE, struct.pack("!H", 1000), rsv=0x20)], 1002),
+        *(
+            ([frame(OPCODE_CLOSE, struct.pack("!H", code))], 1002)
+            for code in INVALID_CLOSE_CODES
+        ),
     ],
     ids=[
         "unmasked",
@@ -166,6 +175,10 @@ def close_code(sock: socket.socket) -> int:
         "invalid-utf8",
         "too-big",
         "too-big-fragmented",
+        "reserved-bit-ping",
+        "reserved-bit-pong",
+        "reserved-bit-close",
+        *(f"close-code-{code}" for code in INVALID_CLOSE_CODES),
     ],
 )
 def test_violation_closes_with_code(server, frames, code):
@@ -218,6 +231,44 @@ def test_close_handshake_echoes_code(server):
     assert close_code(sock) == 1000
     assert sock.recv(1) == b""
     sock.close()
+
+
+def test_close_without_code_gets_1000(server):
+    sock = connect(server)
+    sock.sendall(frame(OPCODE_CLOSE, b""))
+
+    assert read_frame(sock) == (OPCODE_CLOSE, struct.pack("!H", 1000))
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    ("rejected", "code"),
+    [
+        (frame(OPCODE_CLOSE, struct.pack("!H", 1004)), 1002),
+        (frame(OPCODE_BINARY, b" " * (MAX_MESSAGE_BYTES + 1)), 1009),
+        (frame(OPCODE_BINARY, b"{}", mask=False), 1002),
+    ],
+    ids=["close-code-1004", "too-big", "unmasked"],
+)
+def test_frames_after_rejected_frame_ignored(server, rejected, code):
+    before = events_total(server)
+    sock = connect(server)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    event = b'{"best_bid": 1, "best_ask": 2}'
+    sock.sendall(frame(OPCODE_BINARY, event) * 2 + rejected)
+    # picows disconnects 10 ms after it rejects a frame, so a read that comes
+    # sooner still reaches the connection, after the frame that broke the
+    # protocol.
+    time.sleep(0.001)
+    try:
+        sock.sendall(frame(OPCODE_BINARY, event) * 3)
+    except OSError:
+        pass
+    assert close_code(sock) == code
+
+    sock.close()
+    time.sleep(0.3)
+    assert events_total(server) == before + 2
 
 
 def test_fragmented_message_is_one_event(server):
