@@ -10,7 +10,7 @@ has no such count, so there these checks find nothing to compare.
 from __future__ import annotations
 
 from loadgen.errors import LoadgenError, UsageProblem
-from loadgen.health import HealthClient
+from loadgen.health import HealthClient, object_rows
 
 __all__ = [
     "BINCODE_LAYOUT",
@@ -63,9 +63,8 @@ def accumulator_counts(
         ConnectionProblem: the accumulator list cannot be read.
     """
     listing = health.get_json("/v1/health/accumulators")
-    rows = listing.get("accumulators", listing.get("items", []))
-    for row in rows:
-        if isinstance(row, dict) and row.get("name") == accumulator:
+    for row in object_rows(listing, "accumulators", "items"):
+        if row.get("name") == accumulator:
             return _count(row.get("events_total")), _count(row.get("events_rejected"))
     return None, None
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from loadgen.endpoints import graph_health_path
 from loadgen.errors import ConnectionProblem
-from loadgen.health import HealthClient, fire_count_of, json_object
+from loadgen.health import HealthClient, fire_count_of, json_object, object_rows
 from loadgen.tags import tag_of, tag_reached
 
 __all__ = ["CountDetector", "FireLogDetector", "choose_detector"]
@@ -99,7 +99,7 @@ class FireLogDetector:
         # most polls during a wait return just that body.
         if tag == self._missed_tag and body == self._missed_body:
             return False
-        rows = json_object(body, f"GET {self._path}").get("items", [])
+        rows = object_rows(json_object(body, f"GET {self._path}"), "items")
         rows = self._rows_of_this_run(rows)
         reached = [row for row in rows if self._reached(row, tag)]
         if not reached:
@@ -124,7 +124,9 @@ class FireLogDetector:
             return rows
 
     def _reached(self, row: dict, tag: int) -> bool:
-        inputs = row.get("inputs") or {}
+        inputs = row.get("inputs")
+        if not isinstance(inputs, dict):
+            return False
         event = inputs.get(self._accumulator)
         if not isinstance(event, dict):
             return False
@@ -138,13 +140,16 @@ def choose_detector(health: HealthClient, graph: str, accumulator: str):
     reactor = status.get("reactor")
     if isinstance(reactor, str) and reactor:
         try:
-            newest = health.get_json(
-                f"/v1/health/reactors/{quote(reactor, safe='')}/fires?limit=1"
-            ).get("items")
+            newest = object_rows(
+                health.get_json(
+                    f"/v1/health/reactors/{quote(reactor, safe='')}/fires?limit=1"
+                ),
+                "items",
+            )
         except ConnectionProblem as error:
             if not error.kind.startswith("http_"):
                 raise
         else:
-            newest_before = newest[0] if isinstance(newest, list) and newest else None
+            newest_before = newest[0] if newest else None
             return FireLogDetector(health, reactor, accumulator, newest_before)
     return CountDetector(health, graph)

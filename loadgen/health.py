@@ -19,6 +19,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -27,7 +28,7 @@ from loadgen.endpoints import graph_health_path
 from loadgen.errors import ConnectionProblem, UsageProblem
 from loadgen.http_response import IncompleteResponse, InvalidResponse, ResponseParser
 
-__all__ = ["HealthClient", "fire_count_of", "json_object"]
+__all__ = ["HealthClient", "fire_count_of", "json_object", "object_rows"]
 
 READ_BUFFER_BYTES = 65536
 MAX_CACHED_REQUESTS = 32
@@ -94,9 +95,8 @@ class HealthClient:
     def accumulator_events_total(self, accumulator: str) -> int | None:
         """Return the server's accepted-event count, or None if it has none."""
         listing = self.get_json("/v1/health/accumulators")
-        rows = listing.get("accumulators", listing.get("items", []))
-        for row in rows:
-            if isinstance(row, dict) and row.get("name") == accumulator:
+        for row in object_rows(listing, "accumulators", "items"):
+            if row.get("name") == accumulator:
                 total = row.get("events_total")
                 return total if isinstance(total, int) else None
         return None
@@ -220,12 +220,17 @@ class HealthClient:
         parser = self._parser
         parser.reset()
         sock.sendall(request)
+        # The socket's timeout bounds each read, and this deadline bounds the whole
+        # response, against a server that sends it a byte at a time.
+        deadline = time.monotonic() + self._timeout_s
         while not parser.complete:
             count = sock.recv_into(self._read_buffer)
             if count:
                 parser.feed(self._read_view[:count])
             else:
                 parser.feed_eof()
+            if not parser.complete and time.monotonic() > deadline:
+                raise TimeoutError("the response did not complete in time")
         if not parser.keep_alive or parser.extra_data:
             self.close()
         return parser.status, parser.body
@@ -365,6 +370,21 @@ def _check_header_value(token: str) -> None:
         ) from None
 
 
+def object_rows(listing: dict, *keys: str) -> list[dict]:
+    """Return the objects in the list under the first of ``keys`` present.
+
+    A value that is not a list gives no rows, and elements that are not
+    objects are skipped, so a server with another shape cannot crash a caller.
+    """
+    for key in keys:
+        if key in listing:
+            rows = listing[key]
+            if not isinstance(rows, list):
+                return []
+            return [row for row in rows if isinstance(row, dict)]
+    return []
+
+
 def _parse_json(body: bytes):
     """Return the decoded body, or None when it is not JSON.
 
@@ -378,5 +398,6 @@ def _parse_json(body: bytes):
         pass
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than the interpreter's stack allows.
         return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socketserver
+import threading
 import time
 
 import numpy as np
@@ -92,3 +94,39 @@ def test_fire_log_ignores_earlier_runs(server_parts):
 
     producer.send(tagged_event(5))
     assert poll_until(lambda: detector.fired(5))
+
+
+@pytest.mark.parametrize(
+    "fires",
+    [
+        {"items": "fired"},
+        {"items": ["fired", 3]},
+        {"items": [{"inputs": ["orderbook"]}, {"inputs": "x"}]},
+    ],
+)
+def test_fire_log_of_other_shape_is_no_fire(fires):
+    body = json.dumps(fires).encode()
+    server = socketserver.TCPServer(("127.0.0.1", 0), _one_response(body))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        health = HealthClient(url, "clk_detection_test_key")
+        detector = FireLogDetector(health, "price_signal_rx", "orderbook")
+        assert detector.fired(1) is False
+        health.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _one_response(body: bytes) -> type[socketserver.BaseRequestHandler]:
+    """Return a handler that responds to each request on a connection with ``body``."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+            while self.request.recv(65536):
+                self.request.sendall(head.encode() + body)
+
+    return Handler

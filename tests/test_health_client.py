@@ -516,3 +516,43 @@ def test_reconnects_after_server_restart(reference_server_factory, tmp_path):
     assert second.port == first.port
     assert client.graph_fire_count("price_signal") == 0
     client.close()
+
+
+def test_dripping_response_times_out(scripted_server):
+    def drip(connection: socket.socket) -> bool:
+        for byte in plain():
+            if server.stopping.wait(0.05):
+                break
+            connection.sendall(bytes([byte]))
+        return False
+
+    server = scripted_server({"/drip": drip})
+    client = HealthClient(server.url, TOKEN, timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(ConnectionProblem) as raised:
+        client.get_json("/drip")
+    client.close()
+    assert raised.value.kind == "timeout"
+    assert time.monotonic() - started < 2.0
+
+
+def test_deeply_nested_body_is_no_json(scripted_server):
+    nested = b"[" * 100_000 + b"]" * 100_000
+    server = scripted_server({"/deep": send(plain(200, nested))})
+    client = HealthClient(server.url, TOKEN)
+    with pytest.raises(ConnectionProblem) as raised:
+        client.get_json("/deep")
+    client.close()
+    assert raised.value.kind == "bad_response"
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [{"items": "orderbook"}, {"accumulators": 5}, {"items": ["orderbook", 7]}],
+)
+def test_accumulator_list_of_other_shape(scripted_server, listing):
+    body = json.dumps(listing).encode()
+    server = scripted_server({"/v1/health/accumulators": send(plain(200, body))})
+    client = HealthClient(server.url, TOKEN)
+    assert client.accumulator_events_total("orderbook") is None
+    client.close()
