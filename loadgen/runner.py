@@ -22,7 +22,6 @@ from loadgen.acceptance import (
 )
 from loadgen.calibration_cache import load_generator_max
 from loadgen.embedded_server import EmbeddedServer
-from loadgen.encoding import WIRE_FORMATS
 from loadgen.endpoints import normalize_base_url
 from loadgen.errors import LoadgenError, UsageProblem
 from loadgen.feeds import FeedError, make_feed
@@ -32,7 +31,7 @@ from loadgen.limits import ensure_open_files
 from loadgen.producer import Producer
 from loadgen.report import check_report_path, default_report_path, write_report
 from loadgen.run_report import RunFacts, build_run_report
-from loadgen.settings import LoadSettings
+from loadgen.settings import LoadSettings, check_wire
 from loadgen.shapes import MAX_RATE_PER_S, LoadShape
 from loadgen.stop_signals import StopSignals, check_termination
 from loadgen.usage import ProcessUsage
@@ -164,13 +163,7 @@ class RunConfig:
         self._validate_wire()
 
     def _validate_wire(self) -> None:
-        if self.wire not in WIRE_FORMATS:
-            raise UsageProblem(f"invalid --wire {self.wire!r}: use json or bincode")
-        if self.wire == "bincode" and self.frame != "binary":
-            raise UsageProblem(
-                "--wire bincode needs --frame binary: bincode payloads are not "
-                "UTF-8 text, which text frames must carry"
-            )
+        check_wire(self.wire, self.frame)
         args = list(self.server_args)
         profile = args[args.index("--profile") + 1] if "--profile" in args else None
         if self.wire == "bincode" and profile == "cloacina":

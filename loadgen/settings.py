@@ -11,7 +11,7 @@ from loadgen.feeds import FEED_NAMES, FeedError, make_feed
 from loadgen.producer import AUTH_MODES, FRAME_TYPES
 from loadgen.shapes import parse_shape
 
-__all__ = ["LoadSettings", "add_locust_options", "settings_from_options"]
+__all__ = ["LoadSettings", "add_locust_options", "check_wire", "settings_from_options"]
 
 SEND_MODES = ("event", "batch")
 """``event`` sends one frame and one Locust request per event; ``batch`` writes
@@ -73,13 +73,7 @@ class LoadSettings:
             )
         if self.frame not in FRAME_TYPES:
             raise UsageProblem(f"invalid frame {self.frame!r}: use binary or text")
-        if self.wire not in WIRE_FORMATS:
-            raise UsageProblem(f"invalid wire {self.wire!r}: use json or bincode")
-        if self.wire == "bincode" and self.frame != "binary":
-            raise UsageProblem(
-                "--wire bincode needs --frame binary: bincode payloads are not "
-                "UTF-8 text, which text frames must carry"
-            )
+        check_wire(self.wire, self.frame)
         if not 0 < self.poll_interval_ms <= 1000:
             raise UsageProblem(
                 f"invalid poll interval {self.poll_interval_ms:g} ms: use a value "
@@ -104,6 +98,17 @@ class LoadSettings:
             raise UsageProblem(str(error)) from None
         if self.shape:
             parse_shape(self.shape)
+
+
+def check_wire(wire: str, frame: str) -> None:
+    """Raise ``UsageProblem`` when the wire format or its frame type is unusable."""
+    if wire not in WIRE_FORMATS:
+        raise UsageProblem(f"invalid wire {wire!r}: use json or bincode")
+    if wire == "bincode" and frame != "binary":
+        raise UsageProblem(
+            "--wire bincode needs --frame binary: bincode payloads are not "
+            "UTF-8 text, which text frames must carry"
+        )
 
 
 def add_locust_options(parser) -> None:

@@ -206,8 +206,6 @@ class _ProducerConnection:
         self.received = 0
         """Data frames received, text ones included: each event's connection_seq."""
         self.close_code: int | None = None
-        self._pending: list[bytes] = []
-        """Payloads of whole binary messages, not yet delivered."""
         self._fragments: bytearray | None = None
         """The fragmented message being reassembled, None when none is open."""
         self._fragment_type = BINARY
@@ -240,8 +238,7 @@ class _ProducerConnection:
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         # Payloads that a failed read left behind still count, as for a
         # reader of one frame at a time.
-        self._pending = self.take_read()
-        self._flush()
+        self._on_events(self.take_read())
         if self._timer is not None:
             self._timer.cancel()
         state = self.state
@@ -279,10 +276,6 @@ class _ProducerConnection:
             transport is not None and transport.is_close_frame_sent
         )
 
-    def _on_events(self, payloads: list[bytes]) -> None:
-        self._pending = payloads
-        self._flush()
-
     # Closing.
 
     def close(self, code: int, reason: str) -> None:
@@ -290,7 +283,6 @@ class _ProducerConnection:
         if self._close_sent or self.transport is None or self.transport.is_disconnected:
             return
         self._sent_close = True
-        self._pending.clear()
         self.transport.send_close(code, reason.encode())
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(CLOSE_TIMEOUT_S, self.transport.disconnect)
@@ -378,8 +370,7 @@ class _ProducerConnection:
                 self._fail(WSCloseCode.INVALID_TEXT, "text message is not UTF-8")
                 return
         if kind == BINARY or self._text_events:
-            self._pending.append(payload)
-            self._flush()
+            self._on_events([payload])
         else:
             self.received += 1
             self._ignore_text_frame()
@@ -399,19 +390,18 @@ class _ProducerConnection:
 
     # Delivery.
 
-    def _flush(self) -> None:
-        pending = self._pending
-        if not pending:
+    def _on_events(self, payloads: list[bytes]) -> None:
+        """Deliver the events of whole messages, in arrival order."""
+        if not payloads:
             return
-        self._pending = []
-        self.received += len(pending)
+        self.received += len(payloads)
         if self._recorder is not None:
-            self._deliver_recorded(pending)
-        elif not self._deliver_run(self.accumulator, pending, self._stop_at_drop):
+            self._deliver_recorded(payloads)
+        elif not self._deliver_run(self.accumulator, payloads, self._stop_at_drop):
             self._close_not_registered()
 
     def _deliver_recorded(self, payloads: list[bytes]) -> None:
-        # The pending frames are the latest data frames of the connection.
+        # These payloads are the latest data frames of the connection.
         arrived_mono_ns = time.monotonic_ns()
         arrived_wall_ns = time.time_ns()
         deliver = self.state.registry.deliver

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_loadgen_run import run_loadgen
 
 from loadgen.acceptance import check_bincode_layout, rejection_problem
 from loadgen.compare import compare_reports
@@ -32,7 +33,6 @@ TWO_TENANTS = (
     Path(__file__).parent.parent / "reference_server" / "examples" / "two_tenants.toml"
 )
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "orderbook.py"
-LOADGEN = [sys.executable, "-m", "loadgen"]
 
 
 # Option checks.
@@ -137,21 +137,6 @@ def test_probe_sends_bincode(reference_server_factory):
     assert tag_of(fires["items"][0]["inputs"]["orderbook"]["best_bid"]) == 500_002
     _, listing = server.get_json("/v1/health/accumulators")
     assert listing["accumulators"][0]["events_rejected"] == 0
-
-
-def run_loadgen(args, cwd: Path, token: str | None = None, timeout_s: float = 90):
-    env = dict(os.environ)
-    env.pop("TOKEN", None)
-    if token is not None:
-        env["TOKEN"] = token
-    return subprocess.run(
-        [*LOADGEN, "run", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
 
 
 @pytest.mark.slow

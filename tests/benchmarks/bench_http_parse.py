@@ -42,15 +42,12 @@ from pathlib import Path
 
 import httptools
 
-from loadgen.detection import FIRE_LOG_LIMIT, choose_detector
-from loadgen.feeds import SineFeed
-from loadgen.health import READ_BUFFER_BYTES, HealthClient
+from loadgen.detection import FIRE_LOG_LIMIT
+from loadgen.health import READ_BUFFER_BYTES
 from loadgen.http_response import IncompleteResponse, ResponseParser
-from loadgen.probe import LatencyProbe
-from loadgen.producer import Producer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_probe import GRAPH, TOKEN, start_server  # noqa: E402
+from bench_probe import GRAPH, TOKEN, polling_probe, start_server  # noqa: E402
 
 OWN_PARSER_COMMIT = "74cd3136035a6f9c1c1a0472307dcb9f3106c54e"
 """The last commit whose ``loadgen/http_response.py`` is the hand-written parser."""
@@ -139,18 +136,7 @@ class BareHttptools:
 
 def record_responses(url: str) -> dict[str, bytes]:
     """Run the probe briefly, then return the raw responses to its polls."""
-    producer = Producer(url, "orderbook", TOKEN)
-    producer.connect()
-    health = HealthClient(url, TOKEN)
-    probe = LatencyProbe(
-        producer,
-        health,
-        "price_signal",
-        SineFeed(),
-        poll_interval_s=0.001,
-        probe_interval_s=0.1,
-        detector=choose_detector(health, "price_signal", "orderbook"),
-    )
+    probe, producer, health = polling_probe(url)
     stopper = threading.Timer(PROBE_RUN_S, probe.stop)
     stopper.start()
     probe.run()

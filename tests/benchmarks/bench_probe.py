@@ -65,24 +65,30 @@ def start_server(config: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the reference server did not start")
 
 
+def polling_probe(url: str) -> tuple[LatencyProbe, Producer, HealthClient]:
+    """Return a probe of the tutorial graph that polls every 1 ms, and its clients."""
+    producer = Producer(url, "orderbook", TOKEN)
+    producer.connect()
+    health = HealthClient(url, TOKEN)
+    probe = LatencyProbe(
+        producer,
+        health,
+        "price_signal",
+        SineFeed(),
+        poll_interval_s=0.001,
+        probe_interval_s=0.1,
+        detector=choose_detector(health, "price_signal", "orderbook"),
+    )
+    return probe, producer, health
+
+
 def measure(execution_time_ms: float) -> tuple[float, LatencyProbe]:
     folder = Path(tempfile.mkdtemp(prefix="loadgen-probe-bench-"))
     config = folder / "graph.toml"
     config.write_text(GRAPH.format(execution_time_ms=execution_time_ms))
     server, url = start_server(config)
     try:
-        producer = Producer(url, "orderbook", TOKEN)
-        producer.connect()
-        health = HealthClient(url, TOKEN)
-        probe = LatencyProbe(
-            producer,
-            health,
-            "price_signal",
-            SineFeed(),
-            poll_interval_s=0.001,
-            probe_interval_s=0.1,
-            detector=choose_detector(health, "price_signal", "orderbook"),
-        )
+        probe, producer, health = polling_probe(url)
         stopper = threading.Timer(DURATION_S, probe.stop)
         me = psutil.Process()
         before = me.cpu_times()
