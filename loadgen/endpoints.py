@@ -17,7 +17,7 @@ def normalize_base_url(host: str) -> str:
     """
     try:
         parts = urlsplit(host if "://" in host else f"http://{host}")
-    except ValueError as error:  # an unclosed "[" of an IPv6 address, say
+    except ValueError as error:  # for example, an unclosed "[" in an IPv6 address
         raise UsageProblem(
             f"invalid host {host!r} ({error}): use a URL such as "
             "http://127.0.0.1:8080 or http://[::1]:8080"

@@ -10,10 +10,10 @@ end when the server closes the connection, ``Connection: close``, interim 1xx
 responses, and HTTP/1.0 responses.
 
 httptools (llhttp in C, kept by the uvloop authors) does the parsing. One
-parser serves every response on a connection: a new httptools parser per
-response took about twice the time to parse a health response, while a reused
-one takes about what this project's earlier hand-written parser did, as
-``tests/benchmarks/bench_http_parse.py`` measures.
+parser serves every response on a connection, because a new httptools parser
+per response took about twice the time to parse a health response. A reused
+one takes about what this project's earlier hand-written parser did
+(``tests/benchmarks/bench_http_parse.py`` measures both).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ async def start_server(
 
     Raises:
         OSError: the address cannot be bound.
-        FrameStepError: the compiled frame step was asked for and is missing.
+        FrameStepError: the compiled frame step was requested and is missing.
     """
     frame_base, frame_label = frame_step(frame_step_choice)
     recorder = GroundTruth() if ground_truth else None

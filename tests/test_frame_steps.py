@@ -2,8 +2,9 @@
 
 The other server suites run the default step, which is the compiled one when
 the install built it. Here one server of each step takes the same frame
-streams, and what the servers send back and count must match; then the fallback
-to the Python step is checked with the compiled module hidden from import.
+streams, and what the servers send back and count must match. Then the
+fallback to the Python step is checked with the compiled module hidden from
+import.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def test_missing_compiled_step_falls_back_to_python(tmp_path):
     assert "the compiled frame step cannot be loaded" in process.stderr.read()
 
 
-def test_compiled_step_asked_for_but_missing_exits_2(tmp_path):
+def test_missing_compiled_step_requested_exits_2(tmp_path):
     process = start_with_compiled_step_hidden(tmp_path, "--frame-step", "compiled")
     try:
         status = process.wait(timeout=15)

@@ -1,4 +1,4 @@
-"""What parsing one health response costs: httptools against the own parser.
+"""What parsing one health response costs: httptools against the earlier parser.
 
 Run with ``python tests/benchmarks/bench_http_parse.py`` from a git checkout
 with history. It starts the reference server on 127.0.0.1 and runs the
